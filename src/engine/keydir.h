@@ -1,0 +1,159 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The keydir: the in-memory, ordered map from (space, key) to where the key's newest
+ * record lives, plus the table of chunked objects. Ordered so that a prefix with k keys
+ * lists in O(k + log N). Not thread-safe: the db guards it with one rwlock (readers
+ * share it; writers and merge take it briefly to publish).
+ *
+ * Ordering: by space, then key bytes as unsigned, a proper prefix first.
+ */
+#ifndef BC_ENGINE_KEYDIR_H
+#define BC_ENGINE_KEYDIR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <errno.h>
+#include <stdint.h>
+
+/* Where a record lives: file is an index into the db's file table, not a file id. */
+struct bc_loc {
+	uint32_t file;
+	uint32_t offset;
+	uint32_t size; /* whole record, header included */
+};
+
+static inline bool bc_loc_eq(const struct bc_loc *a, const struct bc_loc *b)
+{
+	return a->file == b->file && a->offset == b->offset && a->size == b->size;
+}
+
+/* One chunk of an object; size 0 means a hole (reads as zeros). */
+struct bc_chunk {
+	struct bc_loc loc;
+	uint32_t dlen; /* data bytes in the record; the rest of the chunk reads as zeros */
+};
+
+/* A chunked value. Owned by the object table. */
+struct bc_object {
+	uint64_t id;
+	uint64_t size;          /* logical size, from the newest LINK */
+	uint32_t nchunks;       /* chunks[0..nchunks) valid; index >= nchunks is a hole */
+	uint32_t cap;
+	struct bc_chunk *chunks;
+	uint32_t links;         /* keys whose entry points here (0 or 1 once open is done) */
+};
+
+#define BC_KV_OBJECT 0x01u /* the entry is a LINK to obj */
+
+/* A keydir entry's value, copied in and out. */
+struct bc_kval {
+	struct bc_loc loc;     /* the PUT or LINK record */
+	uint32_t expire_s;     /* saturated to UINT32_MAX; 0 = never */
+	uint16_t mlen;         /* metadata bytes in the record */
+	uint8_t flags;         /* BC_KV_* */
+	struct bc_object *obj; /* with BC_KV_OBJECT */
+};
+
+struct bc_keydir;
+
+int bc_keydir_new(struct bc_keydir **out);
+/* Frees the keydir (not the objects it points to). Accepts NULL. */
+void bc_keydir_free(struct bc_keydir *kd);
+
+/* Look up; copies the value to *out (may be NULL). */
+bool bc_keydir_get(const struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		   struct bc_kval *out);
+/*
+ * Insert or replace (copies key and value). When the key existed, *old receives the old
+ * value and *replaced is true. Returns 0, -EINVAL when space > 255 or klen > BC_MAX_KEY,
+ * or -ENOMEM (then nothing changed).
+ */
+int bc_keydir_put(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		  const struct bc_kval *v, struct bc_kval *old, bool *replaced);
+/*
+ * Replace only if the current loc equals *expect; *swapped says whether it did. Returns 0,
+ * -EINVAL as put, or -ENOMEM (then nothing changed and *swapped is false). ENOMEM needs a
+ * value that encodes longer than the current one (a leaf may have to split), which a cas
+ * changing only loc.offset, or loc.file within [0, 128) or within [128, 16384), is not.
+ */
+int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		  const struct bc_loc *expect, const struct bc_kval *v, bool *swapped);
+/* Remove; returns whether the key was there and copies its value to *old (may be NULL). */
+bool bc_keydir_remove(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		      struct bc_kval *old);
+
+size_t bc_keydir_count(const struct bc_keydir *kd);
+/* Bytes of memory the keydir holds (nodes, entries, keys). */
+size_t bc_keydir_memory(const struct bc_keydir *kd);
+/*
+ * Verify the tree's invariants (order, separators, fill, leaf chain, counts); for tests.
+ * Returns 0, or -EBADMSG with *why (may be NULL) naming the first broken one, or -ENOMEM.
+ */
+int bc_keydir_check(const struct bc_keydir *kd, const char **why);
+/* For tests: the n-th allocation kd makes from now on fails (0: none). */
+void bc_keydir_fail_alloc(struct bc_keydir *kd, unsigned n);
+
+/*
+ * Return nonzero to stop the scan (the value is passed back). key is valid during the call,
+ * which must not change the keydir.
+ */
+typedef int (*bc_keydir_visit_fn)(void *ctx, unsigned space, const uint8_t *key, size_t klen,
+				  const struct bc_kval *v);
+/*
+ * Visit, in order, the entries of space whose key is >= start (> start when exclusive),
+ * until visit returns nonzero or the space ends. O(log N) to start, O(1) per entry.
+ */
+int bc_keydir_scan(const struct bc_keydir *kd, unsigned space, const void *start, size_t slen,
+		   bool exclusive, bc_keydir_visit_fn visit, void *ctx);
+/* Visit every entry of every space in order (for merge and stats); same contract. */
+int bc_keydir_scan_all(const struct bc_keydir *kd, bc_keydir_visit_fn visit, void *ctx);
+
+/* The object table: objects by id. */
+struct bc_objtab;
+int bc_objtab_new(struct bc_objtab **out);
+/* Frees the table and every object in it. Accepts NULL. */
+void bc_objtab_free(struct bc_objtab *t);
+struct bc_object *bc_objtab_find(const struct bc_objtab *t, uint64_t id);
+/* Find or create (size 0, no chunks). Returns NULL on ENOMEM. */
+struct bc_object *bc_objtab_get(struct bc_objtab *t, uint64_t id);
+/* Remove from the table and free. */
+void bc_objtab_remove(struct bc_objtab *t, struct bc_object *o);
+size_t bc_objtab_count(const struct bc_objtab *t);
+/* Bytes held by the table, its objects and their chunk arrays; O(objects). */
+size_t bc_objtab_memory(const struct bc_objtab *t);
+/* Visit every object (order unspecified); the callback may not add or remove objects. */
+int bc_objtab_each(const struct bc_objtab *t, int (*fn)(void *ctx, struct bc_object *o),
+		   void *ctx);
+/* Remove and free every object for which drop returns true. */
+void bc_objtab_sweep(struct bc_objtab *t, bool (*drop)(void *ctx, struct bc_object *o),
+		     void *ctx);
+
+/* Make chunk index i addressable (grows chunks[], new slots are holes). -ENOMEM on failure. */
+int bc_object_reserve(struct bc_object *o, uint32_t nchunks);
+/* Drop chunks at index >= n (they become holes); shrinks the array when worthwhile. */
+void bc_object_cut(struct bc_object *o, uint32_t n);
+
+/* Chunk i, or NULL when it is a hole. Callers use these two instead of chunks[] so the
+ * storage can change (sparse objects). */
+static inline struct bc_chunk *bc_object_chunk(struct bc_object *o, uint64_t i)
+{
+	if (i >= o->nchunks || !o->chunks[i].loc.size)
+		return NULL;
+	return &o->chunks[i];
+}
+
+/* Set chunk i (growing the object's table); -ENOMEM or -EFBIG on failure. */
+static inline int bc_object_set(struct bc_object *o, uint64_t i, const struct bc_chunk *c)
+{
+	if (i >= UINT32_MAX)
+		return -EFBIG;
+	if (i >= o->nchunks) {
+		int rc = bc_object_reserve(o, (uint32_t)i + 1);
+		if (rc)
+			return rc;
+	}
+	o->chunks[i] = *c;
+	return 0;
+}
+
+#endif /* BC_ENGINE_KEYDIR_H */
