@@ -1,0 +1,180 @@
+// SPDX-License-Identifier: MIT
+/*
+ * How one record changes the in-memory state: the keydir, the object table and each
+ * file's live-byte count. Replay at open (from hints or scans) and the write path both
+ * publish through bc_apply, so a store's state after a restart is by construction the
+ * state it had before. Callers hold kd_lock for writing. See docs/DESIGN.md "The model".
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+uint32_t bc_effect_record_size(const bc_effect *e)
+{
+	return BC_REC_HEADER_SIZE + e->klen + e->mlen + e->vlen;
+}
+
+static void loc_dead(struct bc_db *db, const struct bc_loc *loc)
+{
+	if (loc->file < db->nslots && db->files[loc->file]) {
+		struct bc_file *f = db->files[loc->file];
+		f->live = f->live >= loc->size ? f->live - loc->size : 0;
+	}
+}
+
+static void loc_live(struct bc_db *db, const struct bc_loc *loc)
+{
+	db->files[loc->file]->live += loc->size;
+}
+
+static int dropped_add(struct bc_dropped *d, struct bc_object *o)
+{
+	if (!d)
+		return 0;
+	if (d->n == d->cap) {
+		size_t cap = d->cap ? d->cap * 2 : 8;
+		struct bc_object **v = realloc(d->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		d->v = v;
+		d->cap = cap;
+	}
+	d->v[d->n++] = o;
+	return 0;
+}
+
+/* The old value of a key went away: its record is dead, its object loses a link. */
+static int old_gone(struct bc_db *db, const struct bc_kval *old, struct bc_dropped *d)
+{
+	loc_dead(db, &old->loc);
+	if (old->flags & BC_KV_OBJECT) {
+		struct bc_object *o = old->obj;
+		if (o->links)
+			o->links--;
+		if (!o->links)
+			return dropped_add(d, o);
+	}
+	return 0;
+}
+
+void bc_object_drop(struct bc_db *db, struct bc_object *o)
+{
+	for (uint32_t i = 0; i < o->nchunks; i++) {
+		struct bc_chunk *c = bc_object_chunk(o, i);
+		if (c)
+			loc_dead(db, &c->loc);
+	}
+	bc_objtab_remove(db->objs, o);
+}
+
+void bc_objects_release(struct bc_db *db, struct bc_dropped *d)
+{
+	for (size_t i = 0; i < d->n; i++) {
+		struct bc_object *o = d->v[i];
+		/* The same object may be listed twice, or relinked later in the batch. */
+		if (o->links || !bc_objtab_find(db->objs, o->id))
+			continue;
+		bc_object_drop(db, o);
+	}
+	free(d->v);
+	d->v = NULL;
+	d->n = d->cap = 0;
+}
+
+static void cut_chunks(struct bc_db *db, struct bc_object *o, uint64_t size)
+{
+	uint64_t keep = (size + BC_CHUNK_SIZE - 1) / BC_CHUNK_SIZE;
+	for (uint64_t i = keep; i < o->nchunks; i++) {
+		struct bc_chunk *c = bc_object_chunk(o, i);
+		if (c)
+			loc_dead(db, &c->loc);
+	}
+	if (keep < o->nchunks)
+		bc_object_cut(o, (uint32_t)keep);
+}
+
+int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped)
+{
+	struct bc_loc loc = { slot, e->offset, bc_effect_record_size(e) };
+	struct bc_kval v = { .loc = loc, .expire_s = bc_expire32(e->expire_s), .mlen = e->mlen };
+	struct bc_kval old;
+	bool replaced = false;
+	int rc;
+
+	switch (e->type) {
+	case BC_REC_PUT:
+		rc = bc_keydir_put(db->kd, e->space, e->key, e->klen, &v, &old, &replaced);
+		if (rc)
+			return rc;
+		loc_live(db, &loc);
+		return replaced ? old_gone(db, &old, dropped) : 0;
+	case BC_REC_DELETE:
+		if (bc_keydir_remove(db->kd, e->space, e->key, e->klen, &old))
+			return old_gone(db, &old, dropped);
+		return 0;
+	case BC_REC_LINK: {
+		struct bc_object *o = bc_objtab_get(db->objs, e->object);
+		if (!o)
+			return -ENOMEM;
+		if (e->object >= db->next_object)
+			db->next_object = e->object + 1;
+		o->size = e->size;
+		o->links++;
+		v.flags = BC_KV_OBJECT;
+		v.obj = o;
+		rc = bc_keydir_put(db->kd, e->space, e->key, e->klen, &v, &old, &replaced);
+		if (rc) {
+			o->links--;
+			return rc;
+		}
+		loc_live(db, &loc);
+		return replaced ? old_gone(db, &old, dropped) : 0;
+	}
+	case BC_REC_CHUNK: {
+		struct bc_object *o = bc_objtab_get(db->objs, e->object);
+		if (!o)
+			return -ENOMEM;
+		if (e->object >= db->next_object)
+			db->next_object = e->object + 1;
+		struct bc_chunk *c = bc_object_chunk(o, e->index);
+		if (c)
+			loc_dead(db, &c->loc);
+		struct bc_chunk nc = { .loc = loc, .dlen = e->dlen };
+		rc = bc_object_set(o, e->index, &nc);
+		if (rc)
+			return rc;
+		loc_live(db, &loc);
+		return 0;
+	}
+	case BC_REC_TRUNC: {
+		struct bc_object *o = bc_objtab_find(db->objs, e->object);
+		if (o)
+			cut_chunks(db, o, e->size);
+		return 0;
+	}
+	default:
+		return 0; /* BATCH headers carry no state */
+	}
+}
+
+/* After replay: unlinked objects are garbage; chunks past an object's end are too. */
+static bool sweep_one(void *ctx, struct bc_object *o)
+{
+	struct bc_db *db = ctx;
+	if (!o->links) {
+		for (uint32_t i = 0; i < o->nchunks; i++) {
+			struct bc_chunk *c = bc_object_chunk(o, i);
+			if (c)
+				loc_dead(db, &c->loc);
+		}
+		return true;
+	}
+	cut_chunks(db, o, o->size);
+	return false;
+}
+
+void bc_apply_sweep(struct bc_db *db)
+{
+	bc_objtab_sweep(db->objs, sweep_one, db);
+}

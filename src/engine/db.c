@@ -1,0 +1,615 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The store's lifecycle: options, the directory lock, the file table, appends to the
+ * active file with rotation, group commit under the sync policies, the background thread
+ * (interval sync and automatic merge), and close. Replay lives in recover.c, the write
+ * operations in write.c, reads in read.c, merge in merge.c. See docs/DESIGN.md.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "record.h"
+
+#define DEFAULT_MAX_FILE (UINT64_C(256) << 20)
+#define DEFAULT_SYNC_MS 1000
+#define DEFAULT_MERGE_CHECK_MS 60000
+#define DEFAULT_FRAG_PERCENT 50
+#define DEFAULT_DEAD_BYTES (UINT64_C(128) << 20)
+#define DEFAULT_SMALL_FILE (UINT64_C(8) << 20)
+
+const char *bc_strerror(int rc)
+{
+	switch (rc) {
+	case 0:
+		return "success";
+	case -ENOENT:
+		return "not found";
+	case -EBADMSG:
+		return "corrupt record (checksum or format mismatch)";
+	case -ENAMETOOLONG:
+		return "key too long";
+	case -EFBIG:
+		return "value, metadata or offset too large";
+	case -EROFS:
+		return "store is open read-only";
+	case -EWOULDBLOCK:
+		return "store is locked by another process";
+	case -EINVAL:
+		return "invalid argument";
+	case -EBUSY:
+		return "a merge is already running";
+	case -EPROTONOSUPPORT:
+		return "unsupported format version";
+	default:
+		return strerror(rc < 0 ? -rc : rc);
+	}
+}
+
+void bc_log(struct bc_db *db, enum bc_log_level level, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (db && db->opt.log) {
+		db->opt.log(db->opt.log_ctx, level, msg);
+		return;
+	}
+	if (level <= BC_LOG_WARN)
+		fprintf(stderr, "bitcask: %s\n", msg);
+}
+
+uint64_t bc_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint32_t bc_expire32(uint64_t expire_s)
+{
+	return expire_s > UINT32_MAX ? UINT32_MAX : (uint32_t)expire_s;
+}
+
+bool bc_expired(uint32_t expire_s, uint64_t now_s)
+{
+	return expire_s && expire_s != UINT32_MAX && now_s >= expire_s;
+}
+
+void bc_file_name(char out[BC_FILE_NAME_MAX], uint64_t id, const char *suffix)
+{
+	snprintf(out, BC_FILE_NAME_MAX, "%016" PRIx64 "%s", id, suffix);
+}
+
+/* ---- file table ---- */
+
+int bc_files_add(struct bc_db *db, struct bc_file *f)
+{
+	for (uint32_t i = 0; i < db->nslots; i++) {
+		if (!db->files[i]) {
+			db->files[i] = f;
+			return (int)i;
+		}
+	}
+	uint32_t n = db->nslots ? db->nslots * 2 : 16;
+	struct bc_file **v = realloc(db->files, n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memset(v + db->nslots, 0, (n - db->nslots) * sizeof(*v));
+	db->files = v;
+	uint32_t slot = db->nslots;
+	db->nslots = n;
+	db->files[slot] = f;
+	return (int)slot;
+}
+
+struct bc_file *bc_file_get(struct bc_db *db, uint32_t slot)
+{
+	if (slot >= db->nslots || !db->files[slot])
+		return NULL;
+	struct bc_file *f = db->files[slot];
+	atomic_fetch_add(&f->refs, 1);
+	return f;
+}
+
+static void file_free(struct bc_db *db, struct bc_file *f)
+{
+	bc_io_close(db->io, f->fd);
+	free(f);
+}
+
+void bc_file_put(struct bc_db *db, struct bc_file *f)
+{
+	if (f && atomic_fetch_sub(&f->refs, 1) == 1)
+		file_free(db, f);
+}
+
+void bc_files_retire(struct bc_db *db, uint32_t slot)
+{
+	struct bc_file *f = db->files[slot];
+	db->files[slot] = NULL;
+	f->retired = true;
+	bc_file_put(db, f);
+}
+
+uint64_t bc_files_max_id(struct bc_db *db)
+{
+	uint64_t m = 0;
+	for (uint32_t i = 0; i < db->nslots; i++)
+		if (db->files[i] && db->files[i]->id > m)
+			m = db->files[i]->id;
+	return m;
+}
+
+int bc_file_create(struct bc_db *db, uint64_t id, bool tmp, struct bc_file **out)
+{
+	char name[BC_FILE_NAME_MAX + 8];
+	char base[BC_FILE_NAME_MAX];
+	bc_file_name(base, id, BC_DATA_SUFFIX);
+	snprintf(name, sizeof(name), "%s%s", base, tmp ? BC_TMP_SUFFIX : "");
+	*out = NULL;
+	int fd = bc_io_openat(db->io, db->dirfd, name, O_RDWR | O_CREAT | O_EXCL, 0644);
+	if (fd < 0) {
+		bc_log(db, BC_LOG_ERROR, "%s/%s: create: %s", db->dir, name, strerror(-fd));
+		return fd;
+	}
+	struct bc_file_header h = {
+		.version = BC_FORMAT_VERSION,
+		.kind = BC_KIND_DATA,
+		.chunk_size = BC_CHUNK_SIZE,
+		.id = id,
+		.next_object = db->next_object,
+		.created_ns = bc_now_ns(),
+	};
+	uint8_t hdr[BC_FILE_HEADER_SIZE];
+	bc_file_header_encode(hdr, &h);
+	int rc = bc_io_pwrite_full(db->io, fd, hdr, sizeof(hdr), 0);
+	if (rc)
+		goto out_unlink;
+	struct bc_file *f = calloc(1, sizeof(*f));
+	if (!f) {
+		rc = -ENOMEM;
+		goto out_unlink;
+	}
+	f->id = id;
+	f->fd = fd;
+	f->size = BC_FILE_HEADER_SIZE;
+	atomic_init(&f->refs, 1);
+	*out = f;
+	return 0;
+
+out_unlink:
+	bc_log(db, BC_LOG_ERROR, "%s/%s: write header: %s", db->dir, name, strerror(-rc));
+	bc_io_close(db->io, fd);
+	bc_io_unlinkat(db->io, db->dirfd, name);
+	return rc;
+}
+
+/* ---- the active file ---- */
+
+static int hint_open_for(struct bc_db *db, struct bc_file *f)
+{
+	char name[BC_FILE_NAME_MAX];
+	bc_file_name(name, f->id, BC_HINT_SUFFIX);
+	return bc_hint_writer_open(db->io, db->dirfd, name, f->id, db->next_object,
+				   &db->active_hint);
+}
+
+/* Finish the active file's hint covering everything appended (after a data sync). */
+static int hint_finish_active(struct bc_db *db)
+{
+	if (!db->active_hint)
+		return 0;
+	struct bc_file *f = db->files[db->active];
+	int rc = bc_hint_writer_finish(db->active_hint, f->size);
+	db->active_hint = NULL;
+	if (rc)
+		bc_log(db, BC_LOG_WARN, "%s: hint for %016" PRIx64 ": %s (open will scan it)",
+		       db->dir, f->id, bc_strerror(rc));
+	else
+		f->has_hint = true;
+	return rc;
+}
+
+int bc_rotate(struct bc_db *db)
+{
+	struct bc_file *old = db->files[db->active];
+	int rc = bc_io_fdatasync(db->io, old->fd);
+	if (rc) {
+		db->write_error = rc;
+		bc_log(db, BC_LOG_ERROR, "%s: fdatasync before rotation: %s", db->dir,
+		       strerror(-rc));
+		return rc;
+	}
+	pthread_mutex_lock(&db->sync_mu);
+	db->synced = db->appended;
+	pthread_mutex_unlock(&db->sync_mu);
+	hint_finish_active(db);
+
+	uint64_t id = (bc_files_max_id(db) / BC_ID_STEP + 1) * BC_ID_STEP;
+	struct bc_file *f;
+	rc = bc_file_create(db, id, false, &f);
+	if (rc)
+		return rc;
+	if (db->opt.sync == BC_SYNC_ALWAYS) {
+		rc = bc_io_fdatasync(db->io, f->fd);
+		if (!rc)
+			rc = bc_io_fsync(db->io, db->dirfd);
+		if (rc)
+			goto out_drop;
+	}
+	pthread_rwlock_wrlock(&db->kd_lock);
+	int slot = bc_files_add(db, f);
+	if (slot >= 0)
+		db->active = (uint32_t)slot;
+	pthread_rwlock_unlock(&db->kd_lock);
+	if (slot < 0) {
+		rc = slot;
+		goto out_drop;
+	}
+	if (hint_open_for(db, f))
+		db->active_hint = NULL; /* no hint for this file: open will scan it */
+	return 0;
+
+out_drop:;
+	char name[BC_FILE_NAME_MAX];
+	bc_file_name(name, id, BC_DATA_SUFFIX);
+	bc_io_close(db->io, f->fd);
+	bc_io_unlinkat(db->io, db->dirfd, name);
+	free(f);
+	return rc;
+}
+
+int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset)
+{
+	if (db->write_error)
+		return db->write_error;
+	struct bc_file *f = db->files[db->active];
+	if (f->size > BC_FILE_HEADER_SIZE && f->size + len > db->opt.max_file_size) {
+		int rc = bc_rotate(db);
+		if (rc)
+			return rc;
+		f = db->files[db->active];
+	}
+	if (f->size + len > BC_MAX_FILE_SIZE + BC_MAX_RECORD)
+		return -EFBIG;
+	uint64_t off = f->size;
+	int rc = bc_io_pwrite_full(db->io, f->fd, buf, len, off);
+	if (rc) {
+		/* Take back whatever part reached the file so the next append starts clean;
+		 * if even that fails the file's tail is unknown and writing must stop. */
+		int trc = bc_io_ftruncate(db->io, f->fd, off);
+		if (trc) {
+			db->write_error = rc;
+			bc_log(db, BC_LOG_ERROR,
+			       "%s: append failed (%s) and the tail could not be cut back (%s); "
+			       "the store accepts no more writes until reopened",
+			       db->dir, strerror(-rc), strerror(-trc));
+		}
+		return rc;
+	}
+	pthread_rwlock_wrlock(&db->kd_lock);
+	f->size = off + len;
+	pthread_rwlock_unlock(&db->kd_lock);
+	pthread_mutex_lock(&db->sync_mu);
+	db->appended += len;
+	pthread_mutex_unlock(&db->sync_mu);
+	*slot = db->active;
+	*offset = off;
+	return 0;
+}
+
+/* Sync whatever is appended; caller holds sync_mu and has set syncing. */
+static int sync_leader(struct bc_db *db)
+{
+	uint64_t target = db->appended;
+	pthread_rwlock_rdlock(&db->kd_lock);
+	struct bc_file *f = bc_file_get(db, db->active);
+	pthread_rwlock_unlock(&db->kd_lock);
+	pthread_mutex_unlock(&db->sync_mu);
+	int rc = f ? bc_io_fdatasync(db->io, f->fd) : 0;
+	bc_file_put(db, f);
+	atomic_fetch_add(&db->n_sync, 1);
+	pthread_mutex_lock(&db->sync_mu);
+	db->syncing = false;
+	if (rc) {
+		db->write_error = rc;
+		bc_log(db, BC_LOG_ERROR, "%s: fdatasync: %s; the store accepts no more writes",
+		       db->dir, strerror(-rc));
+	} else if (target > db->synced) {
+		db->synced = target;
+	}
+	pthread_cond_broadcast(&db->sync_cv);
+	return rc;
+}
+
+int bc_commit_wait(struct bc_db *db, uint64_t mark)
+{
+	if (db->opt.sync != BC_SYNC_ALWAYS)
+		return 0;
+	int rc = 0;
+	pthread_mutex_lock(&db->sync_mu);
+	while (db->synced < mark && !db->write_error) {
+		if (!db->syncing) {
+			db->syncing = true;
+			rc = sync_leader(db);
+		} else {
+			pthread_cond_wait(&db->sync_cv, &db->sync_mu);
+		}
+	}
+	if (db->synced < mark)
+		rc = db->write_error ? db->write_error : -EIO;
+	pthread_mutex_unlock(&db->sync_mu);
+	return rc;
+}
+
+int bc_sync_all(struct bc_db *db)
+{
+	if (db->opt.read_only)
+		return 0;
+	pthread_mutex_lock(&db->sync_mu);
+	uint64_t mark = db->appended;
+	int rc = 0;
+	while (db->synced < mark && !db->write_error) {
+		if (!db->syncing) {
+			db->syncing = true;
+			rc = sync_leader(db);
+		} else {
+			pthread_cond_wait(&db->sync_cv, &db->sync_mu);
+		}
+	}
+	if (db->write_error)
+		rc = db->write_error;
+	pthread_mutex_unlock(&db->sync_mu);
+	return rc;
+}
+
+int bc_sync(struct bc_db *db)
+{
+	if (!db)
+		return -EINVAL;
+	return bc_sync_all(db);
+}
+
+/* ---- background thread ---- */
+
+static void *bg_main(void *arg)
+{
+	struct bc_db *db = arg;
+	uint64_t now = bc_now_ns();
+	uint64_t next_sync = now + (uint64_t)db->opt.sync_interval_ms * 1000000u;
+	uint64_t next_merge = now + (uint64_t)db->opt.merge_check_ms * 1000000u;
+	pthread_mutex_lock(&db->bg_mu);
+	while (!db->stopping) {
+		uint64_t wake = UINT64_MAX;
+		if (db->opt.sync == BC_SYNC_INTERVAL)
+			wake = next_sync;
+		if (!db->opt.merge_disable_auto && next_merge < wake)
+			wake = next_merge;
+		if (wake == UINT64_MAX) {
+			pthread_cond_wait(&db->bg_cv, &db->bg_mu);
+			continue;
+		}
+		struct timespec ts = { .tv_sec = (time_t)(wake / 1000000000u),
+				       .tv_nsec = (long)(wake % 1000000000u) };
+		pthread_cond_timedwait(&db->bg_cv, &db->bg_mu, &ts);
+		if (db->stopping)
+			break;
+		now = bc_now_ns();
+		pthread_mutex_unlock(&db->bg_mu);
+		if (db->opt.sync == BC_SYNC_INTERVAL && now >= next_sync) {
+			bc_sync_all(db);
+			next_sync = now + (uint64_t)db->opt.sync_interval_ms * 1000000u;
+		}
+		if (!db->opt.merge_disable_auto && now >= next_merge) {
+			int rc = bc_merge_run(db, false, true);
+			if (rc && rc != -EBUSY && rc != -ENOENT)
+				bc_log(db, BC_LOG_WARN, "%s: automatic merge: %s", db->dir,
+				       bc_strerror(rc));
+			next_merge = bc_now_ns() + (uint64_t)db->opt.merge_check_ms * 1000000u;
+		}
+		pthread_mutex_lock(&db->bg_mu);
+	}
+	pthread_mutex_unlock(&db->bg_mu);
+	return NULL;
+}
+
+/* ---- open and close ---- */
+
+static int check_options(struct bc_db *db, const struct bc_options *in)
+{
+	if (in)
+		db->opt = *in;
+	struct bc_options *o = &db->opt;
+	if (o->sync > BC_SYNC_INTERVAL)
+		return -EINVAL;
+	if (!o->sync_interval_ms)
+		o->sync_interval_ms = DEFAULT_SYNC_MS;
+	if (!o->max_file_size)
+		o->max_file_size = DEFAULT_MAX_FILE;
+	if (o->max_file_size > BC_MAX_FILE_SIZE || o->max_file_size < 4096) {
+		bc_log(db, BC_LOG_ERROR, "max_file_size %llu is outside [4096, %llu]",
+		       (unsigned long long)o->max_file_size, (unsigned long long)BC_MAX_FILE_SIZE);
+		return -EINVAL;
+	}
+	if (!o->merge_check_ms)
+		o->merge_check_ms = DEFAULT_MERGE_CHECK_MS;
+	if (!o->merge_frag_percent)
+		o->merge_frag_percent = DEFAULT_FRAG_PERCENT;
+	if (o->merge_frag_percent > 100)
+		return -EINVAL;
+	if (!o->merge_dead_bytes)
+		o->merge_dead_bytes = DEFAULT_DEAD_BYTES;
+	if (!o->merge_small_file)
+		o->merge_small_file = DEFAULT_SMALL_FILE;
+	if (o->read_only)
+		o->merge_disable_auto = true;
+	return 0;
+}
+
+static int take_lock(struct bc_db *db)
+{
+	int fd = bc_io_openat(db->io, db->dirfd, BC_LOCK_NAME, O_RDWR | O_CREAT, 0644);
+	if (fd < 0) {
+		bc_log(db, BC_LOG_ERROR, "%s/%s: %s", db->dir, BC_LOCK_NAME, strerror(-fd));
+		return fd;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+		char buf[32] = "";
+		ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = 0;
+		long pid = strtol(buf, NULL, 10);
+		if (rc == -EWOULDBLOCK)
+			bc_log(db, BC_LOG_ERROR, "%s: locked by pid %ld", db->dir, pid);
+		else
+			bc_log(db, BC_LOG_ERROR, "%s/%s: flock: %s", db->dir, BC_LOCK_NAME,
+			       strerror(-rc));
+		close(fd);
+		return rc;
+	}
+	char buf[32];
+	int len = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	bc_io_ftruncate(db->io, fd, 0);
+	bc_io_pwrite_full(db->io, fd, buf, (size_t)len, 0);
+	db->lockfd = fd;
+	return 0;
+}
+
+int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_io *io,
+	       struct bc_db **out)
+{
+	*out = NULL;
+	if (!dir || !*dir)
+		return -EINVAL;
+	struct bc_db *db = calloc(1, sizeof(*db));
+	if (!db)
+		return -ENOMEM;
+	db->io = io ? io : &bc_io_posix;
+	db->dirfd = -1;
+	db->lockfd = -1;
+	db->next_object = 1;
+	db->active = UINT32_MAX;
+	pthread_mutex_init(&db->wlock, NULL);
+	pthread_rwlock_init(&db->kd_lock, NULL);
+	pthread_mutex_init(&db->sync_mu, NULL);
+	pthread_cond_init(&db->sync_cv, NULL);
+	pthread_mutex_init(&db->bg_mu, NULL);
+	pthread_cond_init(&db->bg_cv, NULL);
+	pthread_mutex_init(&db->merge_mu, NULL);
+	pthread_cond_init(&db->merge_cv, NULL);
+	int rc = check_options(db, opts);
+	if (rc)
+		goto out_free;
+	db->dir = strdup(dir);
+	if (!db->dir) {
+		rc = -ENOMEM;
+		goto out_free;
+	}
+	if (!db->opt.read_only && mkdir(dir, 0755) < 0 && errno != EEXIST) {
+		rc = -errno;
+		bc_log(db, BC_LOG_ERROR, "%s: mkdir: %s", dir, strerror(errno));
+		goto out_free;
+	}
+	db->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (db->dirfd < 0) {
+		rc = -errno;
+		bc_log(db, BC_LOG_ERROR, "%s: %s", dir, strerror(errno));
+		goto out_free;
+	}
+	if (!db->opt.read_only) {
+		rc = take_lock(db);
+		if (rc)
+			goto out_free;
+	}
+	rc = bc_keydir_new(&db->kd);
+	if (!rc)
+		rc = bc_objtab_new(&db->objs);
+	if (rc)
+		goto out_free;
+	rc = bc_recover(db);
+	if (rc)
+		goto out_free;
+	if (!db->opt.read_only &&
+	    (db->opt.sync == BC_SYNC_INTERVAL || !db->opt.merge_disable_auto)) {
+		if (pthread_create(&db->bg, NULL, bg_main, db) == 0)
+			db->bg_started = true;
+		else
+			bc_log(db, BC_LOG_WARN, "%s: no background thread: %s", dir,
+			       strerror(errno));
+	}
+	*out = db;
+	return 0;
+
+out_free:
+	bc_close(db);
+	return rc;
+}
+
+int bc_open(const char *dir, const struct bc_options *opts, struct bc_db **out)
+{
+	return bc_open_io(dir, opts, NULL, out);
+}
+
+int bc_close(struct bc_db *db)
+{
+	if (!db)
+		return 0;
+	int rc = 0;
+	if (db->bg_started) {
+		pthread_mutex_lock(&db->bg_mu);
+		db->stopping = true;
+		pthread_cond_broadcast(&db->bg_cv);
+		pthread_mutex_unlock(&db->bg_mu);
+		pthread_join(db->bg, NULL);
+	}
+	if (db->files && !db->opt.read_only && db->active != UINT32_MAX) {
+		pthread_mutex_lock(&db->wlock);
+		if (!db->write_error) {
+			rc = bc_io_fdatasync(db->io, db->files[db->active]->fd);
+			if (!rc)
+				hint_finish_active(db);
+		}
+		pthread_mutex_unlock(&db->wlock);
+	}
+	bc_hint_writer_abort(db->active_hint);
+	for (uint32_t i = 0; i < db->nslots; i++)
+		if (db->files[i])
+			bc_file_put(db, db->files[i]);
+	free(db->files);
+	bc_keydir_free(db->kd);
+	bc_objtab_free(db->objs);
+	if (db->lockfd >= 0) {
+		bc_io_ftruncate(db->io, db->lockfd, 0);
+		close(db->lockfd); /* releases the flock */
+	}
+	if (db->dirfd >= 0)
+		close(db->dirfd);
+	pthread_mutex_destroy(&db->wlock);
+	pthread_rwlock_destroy(&db->kd_lock);
+	pthread_mutex_destroy(&db->sync_mu);
+	pthread_cond_destroy(&db->sync_cv);
+	pthread_mutex_destroy(&db->bg_mu);
+	pthread_cond_destroy(&db->bg_cv);
+	pthread_mutex_destroy(&db->merge_mu);
+	pthread_cond_destroy(&db->merge_cv);
+	free(db->dir);
+	free(db);
+	return rc;
+}
+
+int bc_active_hint_open(struct bc_db *db)
+{
+	return hint_open_for(db, db->files[db->active]);
+}

@@ -1,0 +1,175 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The engine's internal state shared by db.c (open, close, files, rotation, sync),
+ * recover.c (replay at open), write.c, read.c, merge.c and stats.c. Locking:
+ *
+ *   wlock   serializes writers (append to the active file) and merges' installs;
+ *   kd_lock (rwlock) guards keydir, object table, file table and byte accounting:
+ *           readers share it while they copy a location, writers take it to publish;
+ *   sync_mu guards the group-commit state.
+ *
+ * Lock order: wlock, then kd_lock, then sync_mu. No lock is held across a read of a value.
+ */
+#ifndef BC_ENGINE_DB_H
+#define BC_ENGINE_DB_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <bitcask/bitcask.h>
+
+#include "format.h"
+#include "hint.h"
+#include "io.h"
+#include "keydir.h"
+
+/* One data file. Lives in db->files[slot]; bc_loc.file is the slot. */
+struct bc_file {
+	uint64_t id;
+	int fd;
+	uint64_t size;      /* bytes of valid records (the append position for the active file) */
+	uint64_t live;      /* bytes of records the keydir or object table points at */
+	bool has_hint;
+	bool retired;       /* merged away: closed when the last reader lets go */
+	atomic_uint refs;   /* the table's own reference plus readers in flight */
+};
+
+/* A record's effect: what replay, hints and the write path apply to the keydir. */
+typedef struct bc_hint_entry bc_effect;
+
+struct bc_db {
+	char *dir;
+	int dirfd;
+	int lockfd;
+	struct bc_options opt;
+	const struct bc_io *io;
+
+	pthread_mutex_t wlock;
+	pthread_rwlock_t kd_lock;
+	struct bc_keydir *kd;
+	struct bc_objtab *objs;
+	struct bc_file **files; /* by slot; NULL = free slot */
+	uint32_t nslots;
+	uint32_t active;        /* slot of the active file (read-write opens) */
+	uint64_t next_object;
+	uint64_t live_keys;
+
+	struct bc_hint_writer *active_hint;
+	int write_error;        /* sticky: once a write or sync fails half-way, writes stop */
+
+	/* Group commit (sync_mu). */
+	pthread_mutex_t sync_mu;
+	pthread_cond_t sync_cv;
+	uint64_t appended;      /* total bytes appended since open, all files */
+	uint64_t synced;        /* appended bytes known durable */
+	bool syncing;
+
+	/* Background thread: interval sync and automatic merge. */
+	pthread_t bg;
+	bool bg_started;
+	pthread_mutex_t bg_mu;
+	pthread_cond_t bg_cv;
+	bool stopping;
+
+	/* Merge progress (merge_mu guards running). */
+	pthread_mutex_t merge_mu;
+	pthread_cond_t merge_cv; /* signalled when merge_running drops */
+	bool merge_running;
+	atomic_uint_fast64_t merge_total, merge_done, merges, merge_reclaimed;
+
+	/* Counters. */
+	atomic_uint_fast64_t n_put, n_get, n_del, n_batch, n_sync, n_read_err;
+	uint64_t torn_bytes, damaged_records, damaged_bytes, hint_fallbacks;
+};
+
+/* Log a formatted line through the options' callback (or stderr). */
+void bc_log(struct bc_db *db, enum bc_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+uint64_t bc_now_ns(void);
+uint32_t bc_expire32(uint64_t expire_s);
+bool bc_expired(uint32_t expire_s, uint64_t now_s);
+
+void bc_file_name(char out[BC_FILE_NAME_MAX], uint64_t id, const char *suffix);
+
+/* Add a file to the table (kd_lock held for writing); returns its slot or -ENOMEM. */
+int bc_files_add(struct bc_db *db, struct bc_file *f);
+/* Drop a reference taken under kd_lock; closes and frees a retired file at zero. */
+void bc_file_put(struct bc_db *db, struct bc_file *f);
+/* Take a reference on files[slot] (kd_lock held). */
+struct bc_file *bc_file_get(struct bc_db *db, uint32_t slot);
+/* Mark retired, remove from the table and drop the table's reference (kd_lock held for
+ * writing). */
+void bc_files_retire(struct bc_db *db, uint32_t slot);
+
+/* Create a new, empty data file with the given id (header written). */
+int bc_file_create(struct bc_db *db, uint64_t id, bool tmp, struct bc_file **out);
+/* Largest id of any file in the table. */
+uint64_t bc_files_max_id(struct bc_db *db);
+
+/*
+ * Apply one record's effect at (slot, e->offset) to keydir, objects and accounting
+ * (kd_lock held for writing). Objects whose last link went away are collected in *dropped
+ * (caller frees them with bc_objects_release when the whole batch is applied).
+ */
+struct bc_dropped {
+	struct bc_object **v;
+	size_t n, cap;
+};
+int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped);
+void bc_objects_release(struct bc_db *db, struct bc_dropped *d);
+/* Account an object's chunks as dead and remove it (kd_lock held for writing). */
+void bc_object_drop(struct bc_db *db, struct bc_object *o);
+uint32_t bc_effect_record_size(const bc_effect *e);
+
+/* After replay: drop unlinked objects and chunks past each object's end (apply.c). */
+void bc_apply_sweep(struct bc_db *db);
+/* The data files (sorted ids) and leftover .tmp names of a store directory. */
+struct bc_found {
+	uint64_t *ids;
+	size_t n, cap;
+	char **tmps;
+	size_t ntmp, tmpcap;
+};
+int bc_dir_list(const struct bc_io *io, int dirfd, struct bc_found *out);
+void bc_found_release(struct bc_found *f);
+/* Replay every file (recover.c). */
+int bc_recover(struct bc_db *db);
+/* Open the hint writer of the active file (db.c). */
+int bc_active_hint_open(struct bc_db *db);
+/* bc_open with an explicit I/O layer (tests inject faults through it). */
+int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_io *io,
+	       struct bc_db **out);
+
+/*
+ * Append len bytes at the end of the active file (wlock held), rotating first when they
+ * would push it past max_file_size. *slot and *offset receive where they went.
+ */
+int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset);
+/* Wait until everything appended so far up to mark is durable per the sync policy. */
+int bc_commit_wait(struct bc_db *db, uint64_t mark);
+/* Rotate the active file now (wlock held). */
+int bc_rotate(struct bc_db *db);
+/* fdatasync the active file and everything appended (any policy). */
+int bc_sync_all(struct bc_db *db);
+
+/*
+ * Read and verify the whole record at loc in f (a reference the caller took under kd_lock
+ * together with loc) into buf (loc->size bytes). -EBADMSG on a bad CRC (logged, counted).
+ */
+int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf);
+/*
+ * Look up a live key and take a reference on its record's file in one critical section,
+ * so the location cannot go stale. -ENOENT if absent or expired; release with bc_file_put.
+ */
+int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
+	       struct bc_kval *v, struct bc_file **f);
+
+/* Merge (merge.c): select and run; full = every immutable file with dead bytes. */
+int bc_merge_run(struct bc_db *db, bool full, bool only_if_triggered);
+
+#define BC_ERR_PREFIX "bitcask"
+
+#endif /* BC_ENGINE_DB_H */

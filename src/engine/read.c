@@ -1,0 +1,500 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Reads: whole values, partial reads, stat, metadata, and ordered iteration. A read holds
+ * the keydir lock only to copy a location and pin its file, then reads without any lock;
+ * every byte returned comes from a record that passed its CRC. A location can go stale
+ * when a merge retires its file between lookup and read; the read then looks again.
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crc32c.h"
+#include "record.h"
+
+/* A value replaced while it is read is read again, this many times at most. */
+#define REREADS 1000
+
+int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf)
+{
+	int rc = bc_io_pread_full(db->io, f->fd, buf, loc->size, loc->offset);
+	if (rc == -ENODATA)
+		rc = -EBADMSG;
+	if (!rc) {
+		struct bc_record rec;
+		size_t used;
+		rc = bc_record_decode(buf, loc->size, &rec, &used);
+		if (!rc && used != loc->size)
+			rc = -EBADMSG;
+	}
+	if (rc == -EBADMSG) {
+		atomic_fetch_add(&db->n_read_err, 1);
+		bc_log(db, BC_LOG_ERROR, "%s/%016" PRIx64 ".data: offset %" PRIu32
+		       ": record failed its check on read", db->dir, f->id, loc->offset);
+	}
+	return rc;
+}
+
+int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
+	       struct bc_kval *v, struct bc_file **f)
+{
+	*f = NULL;
+	pthread_rwlock_rdlock(&db->kd_lock);
+	bool found = bc_keydir_get(db->kd, space, key, klen, v);
+	if (found)
+		*f = bc_file_get(db, v->loc.file);
+	pthread_rwlock_unlock(&db->kd_lock);
+	if (!found || !*f || bc_expired(v->expire_s, bc_now_ns() / 1000000000u)) {
+		bc_file_put(db, *f);
+		*f = NULL;
+		return -ENOENT;
+	}
+	return 0;
+}
+
+/* Look up a live (not expired) key; copies its value. */
+static int lookup(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		  struct bc_kval *v)
+{
+	if (!db || space > 255 || !klen || (!key && klen))
+		return -EINVAL;
+	if (klen > BC_MAX_KEY)
+		return -ENAMETOOLONG;
+	pthread_rwlock_rdlock(&db->kd_lock);
+	bool found = bc_keydir_get(db->kd, space, key, klen, v);
+	pthread_rwlock_unlock(&db->kd_lock);
+	if (!found || bc_expired(v->expire_s, bc_now_ns() / 1000000000u))
+		return -ENOENT;
+	return 0;
+}
+
+/* Read a key's own record (PUT or LINK); *buf owns it. */
+static int key_record(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		      struct bc_kval *v, uint8_t **buf, struct bc_record *rec)
+{
+	*buf = NULL;
+	if (!db || space > 255 || !klen || !key)
+		return -EINVAL;
+	if (klen > BC_MAX_KEY)
+		return -ENAMETOOLONG;
+	struct bc_file *f;
+	int rc = bc_pin_key(db, space, key, klen, v, &f);
+	if (rc)
+		return rc;
+	uint8_t *b = malloc(v->loc.size);
+	rc = b ? bc_read_record(db, f, &v->loc, b) : -ENOMEM;
+	bc_file_put(db, f);
+	if (rc) {
+		free(b);
+		return rc;
+	}
+	size_t used;
+	bc_record_decode(b, v->loc.size, rec, &used);
+	*buf = b;
+	return 0;
+}
+
+/*
+ * Copy bytes [off, off+len) of chunk idx of object *id (0: whichever the key links to
+ * now, and set *id) into dst (zeros for holes and past the chunk's data). -ENOENT if the
+ * key is gone or no longer an object; -EAGAIN if it links another object than *id.
+ */
+static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		      uint64_t idx, uint32_t off, uint32_t len, uint8_t *dst, uint8_t **tmp,
+		      uint64_t *want)
+{
+	struct bc_kval v;
+	pthread_rwlock_rdlock(&db->kd_lock);
+	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
+	struct bc_chunk c = { 0 };
+	struct bc_file *f = NULL;
+	uint64_t id = 0;
+	if (found && (v.flags & BC_KV_OBJECT)) {
+		struct bc_chunk *p = bc_object_chunk(v.obj, idx);
+		if (p) {
+			c = *p;
+			f = bc_file_get(db, c.loc.file);
+		}
+		id = v.obj->id;
+	}
+	pthread_rwlock_unlock(&db->kd_lock);
+	int rc = 0;
+	if (!found || !(v.flags & BC_KV_OBJECT))
+		rc = -ENOENT;
+	else if (*want && id != *want)
+		rc = -EAGAIN;
+	if (rc || !f || off >= c.dlen) {
+		bc_file_put(db, f);
+		if (!rc)
+			memset(dst, 0, len);
+		*want = id;
+		return rc;
+	}
+	*want = id;
+	if (!*tmp)
+		*tmp = malloc(BC_MAX_RECORD);
+	rc = *tmp ? bc_read_record(db, f, &c.loc, *tmp) : -ENOMEM;
+	bc_file_put(db, f);
+	if (rc)
+		return rc;
+	struct bc_record rec;
+	size_t used;
+	bc_record_decode(*tmp, c.loc.size, &rec, &used);
+	uint32_t have = rec.dlen > off ? rec.dlen - off : 0;
+	if (have > len)
+		have = len;
+	memcpy(dst, rec.data + off, have);
+	memset(dst + have, 0, len - have);
+	return 0;
+}
+
+int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
+	    void *buf, size_t len, size_t *got)
+{
+	*got = 0;
+	if (!buf && len)
+		return -EINVAL;
+	struct bc_kval v;
+	int rc = lookup(db, space, key, klen, &v);
+	if (rc)
+		return rc;
+	atomic_fetch_add(&db->n_get, 1);
+	if (!(v.flags & BC_KV_OBJECT)) {
+		uint8_t *rb;
+		struct bc_record rec;
+		rc = key_record(db, space, key, klen, &v, &rb, &rec);
+		if (rc)
+			return rc;
+		if (rec.type == BC_REC_PUT) {
+			if (off < rec.vlen) {
+				size_t n = rec.vlen - off < len ? (size_t)(rec.vlen - off) : len;
+				memcpy(buf, rec.value + off, n);
+				*got = n;
+			}
+			free(rb);
+			return 0;
+		}
+		free(rb); /* became an object meanwhile: read it as one */
+	}
+	uint8_t *tmp = NULL;
+	uint8_t *dst = buf;
+	size_t done = 0;
+	uint64_t object = 0;
+	for (int restarts = 0; done < len;) {
+		/* The size may change between chunks; take it fresh each time. */
+		pthread_rwlock_rdlock(&db->kd_lock);
+		bool found = bc_keydir_get(db->kd, space, key, klen, &v);
+		uint64_t size = found && (v.flags & BC_KV_OBJECT) ? v.obj->size : 0;
+		pthread_rwlock_unlock(&db->kd_lock);
+		uint64_t pos = off + done;
+		if (!found || pos >= size)
+			break;
+		uint64_t idx = pos / BC_CHUNK_SIZE;
+		uint32_t in = (uint32_t)(pos % BC_CHUNK_SIZE);
+		uint64_t n = BC_CHUNK_SIZE - in;
+		if (n > len - done)
+			n = len - done;
+		if (n > size - pos)
+			n = size - pos;
+		rc = chunk_read(db, space, key, klen, idx, in, (uint32_t)n, dst + done, &tmp,
+				&object);
+		if (rc == -EAGAIN && restarts++ < 1000) {
+			/* Replaced by a new value mid-read: start over on the new one, so a
+			 * read never mixes two values. */
+			done = 0;
+			object = 0;
+			rc = 0;
+			continue;
+		}
+		if (rc)
+			break;
+		done += n;
+	}
+	free(tmp);
+	/* A key deleted mid-read is gone: never hand out part of a value. */
+	*got = rc ? 0 : done;
+	return rc;
+}
+
+int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_t max_len,
+	   void **val, size_t *vlen)
+{
+	*val = NULL;
+	*vlen = 0;
+	for (int tries = 0; tries < REREADS; tries++) {
+		struct bc_kval v;
+		int rc = lookup(db, space, key, klen, &v);
+		if (rc)
+			return rc;
+		if (!(v.flags & BC_KV_OBJECT)) {
+			uint8_t *rb;
+			struct bc_record rec;
+			rc = key_record(db, space, key, klen, &v, &rb, &rec);
+			if (rc)
+				return rc;
+			if (rec.type != BC_REC_PUT) {
+				free(rb);
+				continue;
+			}
+			atomic_fetch_add(&db->n_get, 1);
+			if (max_len && rec.vlen > max_len) {
+				free(rb);
+				return -EFBIG;
+			}
+			/* Hand back the record buffer itself with the value moved to its front. */
+			memmove(rb, rec.value, rec.vlen);
+			*val = rb;
+			*vlen = rec.vlen;
+			return 0;
+		}
+		pthread_rwlock_rdlock(&db->kd_lock);
+		uint64_t size = bc_keydir_get(db->kd, space, key, klen, &v) &&
+						(v.flags & BC_KV_OBJECT)
+					? v.obj->size
+					: 0;
+		pthread_rwlock_unlock(&db->kd_lock);
+		if ((max_len && size > max_len) || size > SIZE_MAX - 1)
+			return -EFBIG;
+		uint8_t *b = malloc(size ? size : 1);
+		if (!b)
+			return -ENOMEM;
+		size_t got;
+		rc = bc_read(db, space, key, klen, 0, b, size, &got);
+		if (!rc && got != size)
+			rc = -EAGAIN; /* resized meanwhile: read the new value whole */
+		if (rc) {
+			free(b);
+			if (rc == -EAGAIN)
+				continue;
+			return rc;
+		}
+		*val = b;
+		*vlen = got;
+		return 0;
+	}
+	return -EAGAIN;
+}
+
+int bc_stat(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_stat *st)
+{
+	memset(st, 0, sizeof(*st));
+	struct bc_kval v;
+	int rc = lookup(db, space, key, klen, &v); /* argument checks */
+	if (rc)
+		return rc;
+	pthread_rwlock_rdlock(&db->kd_lock);
+	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
+	if (found && (v.flags & BC_KV_OBJECT))
+		st->size = v.obj->size;
+	struct bc_file *f = found ? bc_file_get(db, v.loc.file) : NULL;
+	pthread_rwlock_unlock(&db->kd_lock);
+	if (!f)
+		return -ENOENT;
+	/* The header alone: times without reading the value. */
+	uint8_t hdr[BC_REC_HEADER_SIZE];
+	uint32_t total;
+	rc = bc_io_pread_full(db->io, f->fd, hdr, sizeof(hdr), v.loc.offset);
+	bc_file_put(db, f);
+	if (rc)
+		return rc == -ENODATA ? -EBADMSG : rc;
+	if (bc_record_check_header(hdr, &total) || total != v.loc.size ||
+	    bc_le16(hdr + BC_RH_KLEN) != klen)
+		return -EBADMSG;
+	st->mtime_ns = bc_le64(hdr + BC_RH_TIME);
+	st->expire_s = bc_le64(hdr + BC_RH_EXPIRE);
+	st->meta_len = bc_le16(hdr + BC_RH_MLEN);
+	if (v.flags & BC_KV_OBJECT)
+		st->chunked = true;
+	else
+		st->size = bc_le32(hdr + BC_RH_VLEN);
+	return 0;
+}
+
+int bc_get_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, void *buf,
+		size_t cap, size_t *mlen)
+{
+	struct bc_kval v;
+	uint8_t *rb;
+	struct bc_record rec;
+	*mlen = 0;
+	if (!buf && cap)
+		return -EINVAL;
+	int rc = key_record(db, space, key, klen, &v, &rb, &rec);
+	if (rc)
+		return rc;
+	memcpy(buf, rec.meta, rec.mlen < cap ? rec.mlen : cap);
+	*mlen = rec.mlen;
+	free(rb);
+	return 0;
+}
+
+/* ---- iteration ---- */
+
+#define ITER_BATCH 64
+
+struct it_key {
+	size_t off, len;
+	struct bc_stat st;
+};
+
+struct bc_iter {
+	struct bc_db *db;
+	uint8_t space;
+	uint8_t *prefix;
+	size_t plen;
+	uint8_t *last;      /* resume after this key (or at it, when !exclusive) */
+	size_t llen, lcap;
+	bool started, exclusive, done;
+	struct it_key keys[ITER_BATCH];
+	size_t n, pos;
+	uint8_t *kbuf;
+	size_t klen, kcap;
+	uint64_t now_s;
+};
+
+int bc_iter_new(struct bc_db *db, unsigned space, const void *prefix, size_t plen,
+		struct bc_iter **out)
+{
+	*out = NULL;
+	if (!db || space > 255 || (!prefix && plen))
+		return -EINVAL;
+	struct bc_iter *it = calloc(1, sizeof(*it));
+	if (!it)
+		return -ENOMEM;
+	it->db = db;
+	it->space = (uint8_t)space;
+	it->prefix = malloc(plen ? plen : 1);
+	if (!it->prefix) {
+		free(it);
+		return -ENOMEM;
+	}
+	if (plen)
+		memcpy(it->prefix, prefix, plen);
+	it->plen = plen;
+	*out = it;
+	return 0;
+}
+
+void bc_iter_free(struct bc_iter *it)
+{
+	if (!it)
+		return;
+	free(it->prefix);
+	free(it->last);
+	free(it->kbuf);
+	free(it);
+}
+
+static int set_last(struct bc_iter *it, const void *key, size_t klen)
+{
+	if (klen > it->lcap) {
+		uint8_t *p = realloc(it->last, klen);
+		if (!p)
+			return -ENOMEM;
+		it->last = p;
+		it->lcap = klen;
+	}
+	memcpy(it->last, key, klen);
+	it->llen = klen;
+	return 0;
+}
+
+int bc_iter_seek(struct bc_iter *it, const void *key, size_t klen)
+{
+	if (!it || (!key && klen))
+		return -EINVAL;
+	int rc = set_last(it, key, klen);
+	if (rc)
+		return rc;
+	it->started = true;
+	it->exclusive = false;
+	it->done = false;
+	it->n = it->pos = 0;
+	return 0;
+}
+
+static int collect(void *ctx, unsigned space, const uint8_t *key, size_t klen,
+		   const struct bc_kval *v)
+{
+	struct bc_iter *it = ctx;
+	if (space != it->space || klen < it->plen || memcmp(key, it->prefix, it->plen)) {
+		it->done = true;
+		return 1;
+	}
+	if (it->n == ITER_BATCH)
+		return 1;
+	if (bc_expired(v->expire_s, it->now_s))
+		return 0;
+	if (it->klen + klen > it->kcap) {
+		size_t cap = it->kcap ? it->kcap : 4096;
+		while (cap < it->klen + klen)
+			cap *= 2;
+		uint8_t *p = realloc(it->kbuf, cap);
+		if (!p)
+			return -ENOMEM;
+		it->kbuf = p;
+		it->kcap = cap;
+	}
+	struct it_key *k = &it->keys[it->n++];
+	memcpy(it->kbuf + it->klen, key, klen);
+	k->off = it->klen;
+	k->len = klen;
+	it->klen += klen;
+	memset(&k->st, 0, sizeof(k->st));
+	k->st.expire_s = v->expire_s == UINT32_MAX ? 0 : v->expire_s;
+	if (v->flags & BC_KV_OBJECT) {
+		k->st.size = v->obj->size;
+		k->st.chunked = true;
+	} else {
+		k->st.size = v->loc.size - BC_REC_HEADER_SIZE - klen - v->mlen;
+	}
+	k->st.meta_len = 0;
+	return 0;
+}
+
+static int refill(struct bc_iter *it)
+{
+	it->n = it->pos = 0;
+	it->klen = 0;
+	it->now_s = bc_now_ns() / 1000000000u;
+	const void *start = it->started ? it->last : it->prefix;
+	size_t slen = it->started ? it->llen : it->plen;
+	bool excl = it->started && it->exclusive;
+	pthread_rwlock_rdlock(&it->db->kd_lock);
+	int rc = bc_keydir_scan(it->db->kd, it->space, start, slen, excl, collect, it);
+	pthread_rwlock_unlock(&it->db->kd_lock);
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+		it->done = true; /* the space ended */
+	return 0;
+}
+
+int bc_iter_next(struct bc_iter *it, const void **key, size_t *klen, struct bc_stat *st)
+{
+	if (!it)
+		return -EINVAL;
+	if (it->pos == it->n) {
+		if (it->done)
+			return -ENOENT;
+		int rc = refill(it);
+		if (rc)
+			return rc;
+		if (!it->n)
+			return -ENOENT;
+	}
+	struct it_key *k = &it->keys[it->pos++];
+	int rc = set_last(it, it->kbuf + k->off, k->len);
+	if (rc)
+		return rc;
+	it->started = true;
+	it->exclusive = true;
+	*key = it->kbuf + k->off;
+	*klen = k->len;
+	if (st)
+		*st = k->st;
+	return 0;
+}

@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Open-time replay: list the directory, load every data file in id order (from its hint
+ * when the hint verifies, then by scanning whatever the hint does not cover), truncate a
+ * torn tail of the newest file, skip and count damage elsewhere, apply batches only when
+ * complete, drop unlinked objects, and pick or create the active file. The rules are
+ * docs/FORMAT.md "Recovery"; the mechanisms docs/DESIGN.md "Recovery (open)".
+ */
+#include "db.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "record.h"
+#include "scan.h"
+
+
+static bool parse_id(const char *name, const char *suffix, uint64_t *id)
+{
+	size_t n = strlen(name), sl = strlen(suffix);
+	if (n != 16 + sl || strcmp(name + 16, suffix))
+		return false;
+	uint64_t v = 0;
+	for (int i = 0; i < 16; i++) {
+		char c = name[i];
+		int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+		if (d < 0)
+			return false;
+		v = v << 4 | (uint64_t)d;
+	}
+	*id = v;
+	return true;
+}
+
+static int on_name(void *arg, const char *name)
+{
+	struct bc_found *f = arg;
+	uint64_t id;
+	size_t n = strlen(name);
+	if (n > 4 && !strcmp(name + n - 4, BC_TMP_SUFFIX)) {
+		if (f->ntmp == f->tmpcap) {
+			size_t cap = f->tmpcap ? f->tmpcap * 2 : 8;
+			char **v = realloc(f->tmps, cap * sizeof(*v));
+			if (!v)
+				return -ENOMEM;
+			f->tmps = v;
+			f->tmpcap = cap;
+		}
+		f->tmps[f->ntmp] = strdup(name);
+		if (!f->tmps[f->ntmp])
+			return -ENOMEM;
+		f->ntmp++;
+		return 0;
+	}
+	if (!parse_id(name, BC_DATA_SUFFIX, &id))
+		return 0;
+	if (f->n == f->cap) {
+		size_t cap = f->cap ? f->cap * 2 : 16;
+		uint64_t *v = realloc(f->ids, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		f->ids = v;
+		f->cap = cap;
+	}
+	f->ids[f->n++] = id;
+	return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+int bc_dir_list(const struct bc_io *io, int dirfd, struct bc_found *out)
+{
+	memset(out, 0, sizeof(*out));
+	int rc = bc_io_listdir(io, dirfd, on_name, out);
+	if (rc) {
+		bc_found_release(out);
+		return rc;
+	}
+	if (out->n)
+		qsort(out->ids, out->n, sizeof(*out->ids), cmp_u64);
+	return 0;
+}
+
+void bc_found_release(struct bc_found *f)
+{
+	for (size_t i = 0; i < f->ntmp; i++)
+		free(f->tmps[i]);
+	free(f->tmps);
+	free(f->ids);
+	memset(f, 0, sizeof(*f));
+}
+
+/* A batch being collected during a scan: its members wait until all have arrived. */
+struct pending {
+	uint64_t start;    /* offset of the BATCH record */
+	uint32_t want;     /* members announced */
+	bc_effect *v;
+	size_t n, cap;
+	uint8_t *keys;     /* copies of member keys */
+	size_t klen, kcap;
+};
+
+struct replay {
+	struct bc_db *db;
+	uint32_t slot;
+	const char *name;
+	bool feed_hint; /* also add applied effects to the active hint writer */
+	int err;
+};
+
+static int apply_one(struct replay *r, const bc_effect *e)
+{
+	int rc = bc_apply(r->db, r->slot, e, NULL);
+	if (rc)
+		return rc;
+	if (r->feed_hint && r->db->active_hint && e->type != BC_REC_BATCH) {
+		if (bc_hint_writer_add(r->db->active_hint, e)) {
+			bc_hint_writer_abort(r->db->active_hint);
+			r->db->active_hint = NULL;
+		}
+	}
+	return 0;
+}
+
+static int on_hint(void *ctx, const struct bc_hint_entry *e)
+{
+	return apply_one(ctx, e);
+}
+
+static void effect_from(bc_effect *e, const struct bc_record *rec, uint64_t off)
+{
+	memset(e, 0, sizeof(*e));
+	e->offset = (uint32_t)off;
+	e->type = rec->type;
+	e->space = rec->space;
+	e->klen = (uint16_t)rec->klen;
+	e->mlen = (uint16_t)rec->mlen;
+	e->vlen = rec->vlen;
+	e->expire_s = rec->expire_s;
+	e->object = rec->object;
+	e->size = rec->size;
+	e->index = rec->index;
+	e->dlen = rec->dlen;
+	e->key = rec->key;
+}
+
+static void pending_drop(struct pending *p)
+{
+	p->want = 0;
+	p->n = 0;
+	p->klen = 0;
+}
+
+static int pending_add(struct pending *p, const bc_effect *e)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? p->cap * 2 : 16;
+		bc_effect *v = realloc(p->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		p->v = v;
+		p->cap = cap;
+	}
+	if (p->klen + e->klen > p->kcap) {
+		size_t cap = p->kcap ? p->kcap : 4096;
+		while (cap < p->klen + e->klen)
+			cap *= 2;
+		uint8_t *k = realloc(p->keys, cap);
+		if (!k)
+			return -ENOMEM;
+		p->keys = k;
+		p->kcap = cap;
+	}
+	memcpy(p->keys + p->klen, e->key, e->klen);
+	p->v[p->n] = *e;
+	p->v[p->n].key = (const uint8_t *)(uintptr_t)p->klen; /* fixed up when applied */
+	p->klen += e->klen;
+	p->n++;
+	return 0;
+}
+
+static int pending_apply(struct replay *r, struct pending *p)
+{
+	for (size_t i = 0; i < p->n; i++) {
+		bc_effect e = p->v[i];
+		e.key = p->keys + (uintptr_t)p->v[i].key;
+		int rc = apply_one(r, &e);
+		if (rc)
+			return rc;
+	}
+	pending_drop(p);
+	return 0;
+}
+
+static void note_damage(struct bc_db *db, const char *name, uint64_t off, uint64_t len,
+			const char *what)
+{
+	db->damaged_records++;
+	db->damaged_bytes += len;
+	bc_log(db, BC_LOG_WARN, "%s/%s: offset %" PRIu64 ": %s (%" PRIu64 " bytes skipped)",
+	       db->dir, name, off, what, len);
+}
+
+/*
+ * Scan [start, size) of a file. Returns the offset where valid data ends when the file
+ * ends in a torn tail (so the caller can cut it), else size.
+ */
+static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool newest,
+		     uint64_t *valid_end)
+{
+	struct bc_db *db = r->db;
+	struct bc_scan s;
+	struct pending p = { 0 };
+	int rc = bc_scan_init(&s, db->io, f->fd, start, f->size);
+	if (rc)
+		return rc;
+	*valid_end = f->size;
+	for (;;) {
+		struct bc_record rec;
+		uint64_t off, len;
+		bool at_end;
+		rc = bc_scan_next(&s, &rec, &off, &len, &at_end);
+		if (rc < 0)
+			goto out;
+		if (rc == BC_SCAN_END)
+			break;
+		if (rc == BC_SCAN_DAMAGE) {
+			if (p.want) {
+				if (at_end && newest)
+					off = p.start; /* the torn tail starts with the batch */
+				else
+					note_damage(db, r->name, p.start, 0,
+						    "incomplete batch dropped");
+				pending_drop(&p);
+			}
+			if (at_end && newest) {
+				*valid_end = off;
+				break;
+			}
+			note_damage(db, r->name, off, len, "damaged bytes");
+			continue;
+		}
+		bc_effect e;
+		effect_from(&e, &rec, off);
+		if (rec.type == BC_REC_BATCH) {
+			if (p.want) {
+				note_damage(db, r->name, p.start, 0, "incomplete batch dropped");
+				pending_drop(&p);
+			}
+			p.start = off;
+			p.want = rec.count;
+			continue;
+		}
+		if (rec.flags & BC_RF_BATCH) {
+			if (!p.want) {
+				note_damage(db, r->name, off, len, "batch member without its batch");
+				continue;
+			}
+			rc = pending_add(&p, &e);
+			if (rc)
+				goto out;
+			if (p.n == p.want) {
+				rc = pending_apply(r, &p);
+				if (rc)
+					goto out;
+			}
+			continue;
+		}
+		if (p.want) {
+			note_damage(db, r->name, p.start, off - p.start, "incomplete batch dropped");
+			pending_drop(&p);
+		}
+		rc = apply_one(r, &e);
+		if (rc)
+			goto out;
+	}
+	if (p.want) {
+		/* The file ends inside a batch: a torn tail in the newest file. */
+		if (newest)
+			*valid_end = p.start;
+		else
+			note_damage(db, r->name, p.start, f->size - p.start,
+				    "incomplete batch at end of file");
+	}
+	rc = 0;
+out:
+	free(p.v);
+	free(p.keys);
+	bc_scan_release(&s);
+	return rc;
+}
+
+/* Load one data file into the table and replay it. */
+static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_active)
+{
+	char name[BC_FILE_NAME_MAX], hname[BC_FILE_NAME_MAX];
+	bc_file_name(name, id, BC_DATA_SUFFIX);
+	bc_file_name(hname, id, BC_HINT_SUFFIX);
+	bool rw = !db->opt.read_only && newest;
+	int fd = bc_io_openat(db->io, db->dirfd, name, rw ? O_RDWR : O_RDONLY, 0);
+	if (fd == -ENOENT && db->opt.read_only)
+		return 0; /* merged away while we listed; its output replays instead */
+	if (fd < 0) {
+		bc_log(db, BC_LOG_ERROR, "%s/%s: open: %s", db->dir, name, strerror(-fd));
+		return fd;
+	}
+	uint64_t size;
+	int rc = bc_io_fsize(db->io, fd, &size);
+	if (rc)
+		goto out_close;
+	uint8_t hdr[BC_FILE_HEADER_SIZE];
+	struct bc_file_header h;
+	rc = size >= BC_FILE_HEADER_SIZE ? bc_io_pread_full(db->io, fd, hdr, sizeof(hdr), 0)
+					 : -ENODATA;
+	if (!rc)
+		rc = bc_file_header_decode(hdr, &h);
+	if (rc == -EPROTONOSUPPORT) {
+		bc_log(db, BC_LOG_ERROR, "%s/%s: format version %u or chunk size is not supported",
+		       db->dir, name, (unsigned)bc_le16(hdr + BC_FH_VERSION));
+		goto out_close;
+	}
+	if (!rc && (h.kind != BC_KIND_DATA || h.id != id))
+		rc = -EBADMSG;
+	if (rc) {
+		if (newest && size < BC_FILE_HEADER_SIZE + BC_REC_HEADER_SIZE) {
+			/* A file created just before a crash: nothing in it was acknowledged. */
+			db->torn_bytes += size;
+			bc_io_close(db->io, fd);
+			if (!db->opt.read_only)
+				bc_io_unlinkat(db->io, db->dirfd, name);
+			return 0;
+		}
+		note_damage(db, name, 0, size, "bad file header; file ignored");
+		bc_io_close(db->io, fd);
+		return 0;
+	}
+	if (h.next_object > db->next_object)
+		db->next_object = h.next_object;
+
+	struct bc_file *f = calloc(1, sizeof(*f));
+	if (!f) {
+		rc = -ENOMEM;
+		goto out_close;
+	}
+	f->id = id;
+	f->fd = fd;
+	f->size = size;
+	atomic_init(&f->refs, 1);
+	rc = bc_files_add(db, f);
+	if (rc < 0) {
+		free(f);
+		goto out_close;
+	}
+	struct replay r = { .db = db, .slot = (uint32_t)rc, .name = name };
+	if (will_be_active) {
+		db->active = r.slot;
+		if (!bc_active_hint_open(db))
+			r.feed_hint = true;
+	}
+
+	uint64_t covered = BC_FILE_HEADER_SIZE;
+	rc = bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &r, &covered);
+	if (rc == 0) {
+		f->has_hint = true;
+	} else if (rc == -EBADMSG) {
+		db->hint_fallbacks++;
+		bc_log(db, BC_LOG_WARN, "%s/%s: hint failed verification; scanning %s", db->dir,
+		       hname, name);
+		covered = BC_FILE_HEADER_SIZE;
+	} else if (rc == -ENOENT) {
+		covered = BC_FILE_HEADER_SIZE;
+	} else {
+		return rc; /* the file is in the table; bc_close frees it */
+	}
+	uint64_t end;
+	rc = scan_file(&r, f, covered, newest, &end);
+	if (rc)
+		return rc;
+	if (end < f->size) {
+		db->torn_bytes += f->size - end;
+		bc_log(db, BC_LOG_WARN, "%s/%s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 "%s",
+		       db->dir, name, f->size - end, end,
+		       db->opt.read_only ? " ignored" : " truncated");
+		if (!db->opt.read_only) {
+			rc = bc_io_ftruncate(db->io, fd, end);
+			if (rc)
+				return rc;
+		}
+		f->size = end;
+	}
+	return 0;
+
+out_close:
+	bc_io_close(db->io, fd);
+	return rc;
+}
+
+int bc_recover(struct bc_db *db)
+{
+	struct bc_found fd;
+	int rc = bc_dir_list(db->io, db->dirfd, &fd);
+	if (rc)
+		return rc;
+	if (!db->opt.read_only) {
+		for (size_t i = 0; i < fd.ntmp; i++) {
+			bc_log(db, BC_LOG_INFO, "%s/%s: removing leftover of an interrupted merge",
+			       db->dir, fd.tmps[i]);
+			bc_io_unlinkat(db->io, db->dirfd, fd.tmps[i]);
+		}
+	}
+	for (size_t i = 0; i < fd.n; i++) {
+		bool newest = i + 1 == fd.n;
+		bool active = newest && !db->opt.read_only;
+		rc = load_file(db, fd.ids[i], newest, active);
+		if (rc)
+			goto out;
+	}
+	bc_apply_sweep(db);
+	if (db->opt.read_only)
+		goto out;
+
+	/* Continue the newest file if it loaded and has room, else start a new one. */
+	if (db->active != UINT32_MAX) {
+		struct bc_file *last = db->files[db->active];
+		if (last->size < db->opt.max_file_size)
+			goto out;
+		if (db->active_hint) {
+			if (!bc_hint_writer_finish(db->active_hint, last->size))
+				last->has_hint = true;
+			db->active_hint = NULL;
+		}
+	}
+	uint64_t id = (bc_files_max_id(db) / BC_ID_STEP + 1) * BC_ID_STEP;
+	if (fd.n && fd.ids[fd.n - 1] >= id)
+		id = (fd.ids[fd.n - 1] / BC_ID_STEP + 1) * BC_ID_STEP;
+	struct bc_file *f;
+	rc = bc_file_create(db, id, false, &f);
+	if (rc)
+		goto out;
+	rc = bc_files_add(db, f);
+	if (rc < 0) {
+		bc_io_close(db->io, f->fd);
+		free(f);
+		goto out;
+	}
+	db->active = (uint32_t)rc;
+	rc = bc_io_fsync(db->io, db->dirfd);
+	if (bc_active_hint_open(db))
+		db->active_hint = NULL;
+out:
+	bc_found_release(&fd);
+	return rc;
+}

@@ -1,0 +1,133 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Record-by-record reading of a data file through a sliding buffer. A record is accepted
+ * only when bc_record_decode accepts it (header rules and CRC); after an invalid byte
+ * the scanner looks for the next offset where a valid record starts. See scan.h.
+ */
+#include "scan.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SCAN_BUF (UINT64_C(4) << 20)
+
+int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t start,
+		 uint64_t size)
+{
+	memset(s, 0, sizeof(*s));
+	s->io = io;
+	s->fd = fd;
+	s->size = size;
+	s->pos = start;
+	s->cap = SCAN_BUF;
+	s->buf = malloc(s->cap);
+	return s->buf ? 0 : -ENOMEM;
+}
+
+void bc_scan_release(struct bc_scan *s)
+{
+	free(s->buf);
+	s->buf = NULL;
+}
+
+/* Make [off, off + want) available in the buffer as far as the file allows. */
+static int fill(struct bc_scan *s, uint64_t off, size_t want)
+{
+	if (off >= s->buf_off && off + want <= s->buf_off + s->buf_len)
+		return 0;
+	if (off >= s->buf_off && s->buf_off + s->buf_len >= s->size)
+		return 0; /* the buffer already reaches the end */
+	size_t n = s->size - off < s->cap ? (size_t)(s->size - off) : s->cap;
+	size_t got;
+	int rc = bc_io_pread(s->io, s->fd, s->buf, n, off, &got);
+	if (rc)
+		return rc;
+	s->buf_off = off;
+	s->buf_len = got;
+	if (got < n)
+		s->size = off + got; /* the file shrank under us */
+	return 0;
+}
+
+/* Try to decode at off: 1 valid, 0 not, negative error. */
+static int try_at(struct bc_scan *s, uint64_t off, struct bc_record *rec, size_t *used)
+{
+	if (off + BC_REC_HEADER_SIZE > s->size)
+		return 0;
+	int rc = fill(s, off, BC_REC_HEADER_SIZE);
+	if (rc)
+		return rc;
+	uint32_t total;
+	if (bc_record_check_header(s->buf + (off - s->buf_off), &total))
+		return 0;
+	if (off + total > s->size)
+		return 0;
+	rc = fill(s, off, total);
+	if (rc)
+		return rc;
+	if (off + total > s->buf_off + s->buf_len)
+		return 0;
+	rc = bc_record_decode(s->buf + (off - s->buf_off), s->buf_len - (size_t)(off - s->buf_off),
+			      rec, used);
+	return rc == 0 ? 1 : 0;
+}
+
+int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64_t *len,
+		 bool *at_end)
+{
+	size_t used;
+	*at_end = false;
+	if (s->pos >= s->size)
+		return BC_SCAN_END;
+	int rc = try_at(s, s->pos, rec, &used);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		*off = s->pos;
+		*len = used;
+		s->pos += used;
+		return BC_SCAN_RECORD;
+	}
+	/*
+	 * Damage. When the header is plausible the record's own extent is the likeliest
+	 * damage: skip it whole if a valid record follows it (or the file ends there), so
+	 * bytes inside a damaged value are never mistaken for records; a plausible header
+	 * running past the end is a torn tail. Otherwise search byte by byte.
+	 */
+	uint64_t start = s->pos;
+	uint32_t total;
+	rc = fill(s, start, BC_REC_HEADER_SIZE);
+	if (rc)
+		return rc;
+	if (start + BC_REC_HEADER_SIZE <= s->size &&
+	    !bc_record_check_header(s->buf + (start - s->buf_off), &total)) {
+		uint64_t next = start + total;
+		int ok = next < s->size ? try_at(s, next, rec, &used) : 0;
+		if (ok < 0)
+			return ok;
+		if (next >= s->size || ok == 1) {
+			*off = start;
+			*len = (next < s->size ? next : s->size) - start;
+			*at_end = next >= s->size;
+			s->pos = next < s->size ? next : s->size;
+			return BC_SCAN_DAMAGE;
+		}
+	}
+	for (uint64_t q = start + 1; q < s->size; q++) {
+		rc = try_at(s, q, rec, &used);
+		if (rc < 0)
+			return rc;
+		if (rc == 1) {
+			*off = start;
+			*len = q - start;
+			s->pos = q;
+			return BC_SCAN_DAMAGE;
+		}
+	}
+	*off = start;
+	*len = s->size - start;
+	*at_end = true;
+	s->pos = s->size;
+	return BC_SCAN_DAMAGE;
+}

@@ -1,0 +1,659 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The engine through its public API: values small and large, partial writes and
+ * truncation, batches and renames, expiry, iteration, reopen with and without hints,
+ * torn tails and damage, merge, snapshot, locking and check. Each test gets its own store
+ * directory, kept (and printed) when the test fails.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <bitcask/bitcask.h>
+
+#include "testutil.h"
+
+static char *dir;
+static struct bc_db *db;
+
+static void quiet(void *ctx, enum bc_log_level level, const char *msg)
+{
+	(void)ctx;
+	if (getenv("BC_TEST_VERBOSE"))
+		fprintf(stderr, "[%d] %s\n", level, msg);
+}
+
+static struct bc_options opts(void)
+{
+	struct bc_options o = { 0 };
+	o.log = quiet;
+	o.merge_disable_auto = true;
+	return o;
+}
+
+static void open_db(const struct bc_options *o)
+{
+	int rc = bc_open(dir, o, &db);
+	ck_assert_msg(rc == 0, "open %s: %s", dir, bc_strerror(rc));
+}
+
+static void reopen(const struct bc_options *o)
+{
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	open_db(o);
+}
+
+static void setup(void)
+{
+	dir = tu_tmpdir("db");
+	struct bc_options o = opts();
+	open_db(&o);
+}
+
+static void teardown(void)
+{
+	bc_close(db);
+	db = NULL;
+	/* A failing test never reaches here with passed == 1: Check forks per test, and the
+	 * teardown of a failed test does not run, so the directory is kept. */
+	tu_tmpdir_done(dir, 1);
+}
+
+static void put_s(const char *k, const char *v)
+{
+	int rc = bc_put(db, 0, k, strlen(k), v, strlen(v));
+	ck_assert_msg(rc == 0, "put %s: %s", k, bc_strerror(rc));
+}
+
+static void expect_s(const char *k, const char *v)
+{
+	void *val;
+	size_t n;
+	int rc = bc_get(db, 0, k, strlen(k), 0, &val, &n);
+	if (!v) {
+		ck_assert_msg(rc == -ENOENT, "get %s: expected missing, got %d", k, rc);
+		return;
+	}
+	ck_assert_msg(rc == 0, "get %s: %s", k, bc_strerror(rc));
+	ck_assert_uint_eq(n, strlen(v));
+	ck_assert(memcmp(val, v, n) == 0);
+	free(val);
+}
+
+static void expect_bytes(const char *k, const uint8_t *want, size_t len)
+{
+	void *val;
+	size_t n;
+	int rc = bc_get(db, 0, k, strlen(k), 0, &val, &n);
+	ck_assert_msg(rc == 0, "get %s: %s", k, bc_strerror(rc));
+	ck_assert_uint_eq(n, len);
+	for (size_t i = 0; i < len; i++)
+		if (((uint8_t *)val)[i] != want[i])
+			ck_abort_msg("%s: byte %zu is %u, expected %u", k, i, ((uint8_t *)val)[i],
+				     want[i]);
+	free(val);
+}
+
+START_TEST(put_get_delete)
+{
+	put_s("a", "1");
+	put_s("b", "");
+	expect_s("a", "1");
+	expect_s("b", "");
+	expect_s("c", NULL);
+	put_s("a", "2");
+	expect_s("a", "2");
+	ck_assert_int_eq(bc_delete(db, 0, "a", 1), 0);
+	expect_s("a", NULL);
+	ck_assert_int_eq(bc_delete(db, 0, "a", 1), -ENOENT);
+	ck_assert_int_eq(bc_put(db, 0, "", 0, "x", 1), -EINVAL);
+	static char big[BC_MAX_KEY + 1];
+	ck_assert_int_eq(bc_put(db, 0, big, sizeof(big), "x", 1), -ENAMETOOLONG);
+	ck_assert_int_eq(bc_put(db, 0, big, BC_MAX_KEY, "x", 1), 0);
+	ck_assert_int_eq(bc_put(db, 256, "k", 1, "x", 1), -EINVAL);
+	/* Spaces are independent. */
+	ck_assert_int_eq(bc_put(db, 1, "b", 1, "sys", 3), 0);
+	expect_s("b", "");
+}
+END_TEST
+
+START_TEST(reopen_keeps_everything)
+{
+	struct bc_options o = opts();
+	o.max_file_size = 4096; /* many files, many hints */
+	reopen(&o);
+	char k[32], v[64];
+	for (int i = 0; i < 500; i++) {
+		snprintf(k, sizeof(k), "key%04d", i);
+		snprintf(v, sizeof(v), "value-%d-%d", i, i * 7);
+		put_s(k, v);
+	}
+	for (int i = 0; i < 500; i += 3) {
+		snprintf(k, sizeof(k), "key%04d", i);
+		ck_assert_int_eq(bc_delete(db, 0, k, strlen(k)), 0);
+	}
+	for (int pass = 0; pass < 3; pass++) {
+		if (pass == 2) {
+			/* Without hints: every file is scanned. */
+			bc_close(db);
+			db = NULL;
+			char cmd[4096];
+			snprintf(cmd, sizeof(cmd), "rm -f %s/*.hint", dir);
+			ck_assert_int_eq(system(cmd), 0);
+			open_db(&o);
+		} else {
+			reopen(&o);
+		}
+		struct bc_stats st;
+		ck_assert_int_eq(bc_stats_get(db, &st), 0);
+		ck_assert_uint_eq(st.keys, 500 - 167);
+		ck_assert_uint_eq(st.hint_fallbacks, 0);
+		bc_stats_release(&st);
+		for (int i = 0; i < 500; i++) {
+			snprintf(k, sizeof(k), "key%04d", i);
+			snprintf(v, sizeof(v), "value-%d-%d", i, i * 7);
+			expect_s(k, i % 3 ? v : NULL);
+		}
+	}
+}
+END_TEST
+
+START_TEST(large_values)
+{
+	struct tu_rng r = { 7 };
+	size_t len = 3 * BC_CHUNK_SIZE + 12345;
+	uint8_t *v = malloc(len);
+	tu_fill(&r, v, len);
+	ck_assert_int_eq(bc_put(db, 0, "big", 3, v, len), 0);
+	expect_bytes("big", v, len);
+	struct bc_stat st;
+	ck_assert_int_eq(bc_stat(db, 0, "big", 3, &st), 0);
+	ck_assert_uint_eq(st.size, len);
+	ck_assert(st.chunked);
+	/* Partial reads across chunk boundaries and past the end. */
+	uint8_t buf[100000];
+	size_t got;
+	ck_assert_int_eq(bc_read(db, 0, "big", 3, BC_CHUNK_SIZE - 10, buf, 100000, &got), 0);
+	ck_assert_uint_eq(got, 100000);
+	ck_assert(memcmp(buf, v + BC_CHUNK_SIZE - 10, got) == 0);
+	ck_assert_int_eq(bc_read(db, 0, "big", 3, len - 5, buf, 100, &got), 0);
+	ck_assert_uint_eq(got, 5);
+	ck_assert_int_eq(bc_read(db, 0, "big", 3, len + 5, buf, 100, &got), 0);
+	ck_assert_uint_eq(got, 0);
+	void *out;
+	size_t n;
+	ck_assert_int_eq(bc_get(db, 0, "big", 3, 1000, &out, &n), -EFBIG);
+	/* Replace with a small value: the object goes away. */
+	put_s("big", "small");
+	expect_s("big", "small");
+	struct bc_stats s;
+	bc_stats_get(db, &s);
+	ck_assert_uint_eq(s.objects, 0);
+	bc_stats_release(&s);
+	/* Streams. */
+	struct bc_stream *sm;
+	ck_assert_int_eq(bc_stream_open(db, 0, "st", 2, &sm), 0);
+	for (size_t off = 0; off < len; off += 7777)
+		ck_assert_int_eq(bc_stream_write(sm, v + off, len - off < 7777 ? len - off : 7777),
+				 0);
+	expect_s("st", NULL); /* nothing visible before commit */
+	ck_assert_int_eq(bc_stream_commit(sm, "m", 1, 0), 0);
+	expect_bytes("st", v, len);
+	struct bc_options o = opts();
+	reopen(&o);
+	expect_bytes("st", v, len);
+	ck_assert_int_eq(bc_stream_open(db, 0, "st", 2, &sm), 0);
+	ck_assert_int_eq(bc_stream_write(sm, "zz", 2), 0);
+	bc_stream_abort(sm);
+	expect_bytes("st", v, len);
+	free(v);
+}
+END_TEST
+
+/* Model of one value for partial-write checks. */
+static uint8_t *model;
+static size_t model_len;
+
+static void m_write(uint64_t off, const uint8_t *buf, size_t len)
+{
+	if (off + len > model_len) {
+		model = realloc(model, off + len);
+		memset(model + model_len, 0, off + len - model_len);
+		model_len = off + len;
+	}
+	memcpy(model + off, buf, len);
+	ck_assert_int_eq(bc_write(db, 0, "f", 1, off, buf, len), 0);
+}
+
+static void m_truncate(uint64_t size)
+{
+	if (size > model_len) {
+		model = realloc(model, size);
+		memset(model + model_len, 0, size - model_len);
+	}
+	model_len = size;
+	ck_assert_int_eq(bc_truncate(db, 0, "f", 1, size), 0);
+}
+
+START_TEST(partial_writes_and_truncate)
+{
+	struct tu_rng r = { 11 };
+	uint8_t *buf = malloc(5 * BC_CHUNK_SIZE);
+	tu_fill(&r, buf, 5 * BC_CHUNK_SIZE);
+	model = NULL;
+	model_len = 0;
+	m_write(0, buf, 10);               /* create small */
+	m_write(100, buf, 50);             /* gap inside inline */
+	m_write(BC_CHUNK_SIZE - 5, buf, 20); /* inline -> object */
+	expect_bytes("f", model, model_len);
+	m_write(3 * BC_CHUNK_SIZE + 7, buf, 2 * BC_CHUNK_SIZE); /* sparse extension */
+	expect_bytes("f", model, model_len);
+	m_write(BC_CHUNK_SIZE + 1, buf + 3, 3); /* small overwrite mid object */
+	expect_bytes("f", model, model_len);
+	m_truncate(BC_CHUNK_SIZE + 2);     /* cut inside a chunk */
+	m_truncate(4 * BC_CHUNK_SIZE);     /* regrow: the cut bytes must read as zeros */
+	expect_bytes("f", model, model_len);
+	m_truncate(10);
+	m_truncate(70000);
+	expect_bytes("f", model, model_len);
+	for (int i = 0; i < 200; i++) {
+		uint64_t off = tu_below(&r, 6 * BC_CHUNK_SIZE);
+		size_t len = (size_t)tu_below(&r, 3 * BC_CHUNK_SIZE);
+		if (i % 17 == 0)
+			m_truncate(tu_below(&r, 6 * BC_CHUNK_SIZE));
+		else
+			m_write(off, buf + tu_below(&r, BC_CHUNK_SIZE), len);
+	}
+	expect_bytes("f", model, model_len);
+	struct bc_options o = opts();
+	reopen(&o);
+	expect_bytes("f", model, model_len);
+	ck_assert_int_eq(bc_merge(db, true), 0);
+	expect_bytes("f", model, model_len);
+	reopen(&o);
+	expect_bytes("f", model, model_len);
+	ck_assert_int_eq(bc_truncate(db, 0, "nope", 4, 5), -ENOENT);
+	free(buf);
+	free(model);
+}
+END_TEST
+
+START_TEST(batches_and_renames)
+{
+	struct tu_rng r = { 3 };
+	size_t blen = 2 * BC_CHUNK_SIZE + 3;
+	uint8_t *big = malloc(blen);
+	tu_fill(&r, big, blen);
+	put_s("a", "A");
+	put_s("gone", "x");
+	ck_assert_int_eq(bc_put_ex(db, 0, "big", 3, big, blen, "meta", 4, 0), 0);
+	struct bc_batch *b;
+	ck_assert_int_eq(bc_batch_new(&b), 0);
+	ck_assert_int_eq(bc_batch_put(b, 0, "n", 1, "N", 1, NULL, 0, 0), 0);
+	ck_assert_int_eq(bc_batch_delete(b, 0, "gone", 4), 0);
+	ck_assert_int_eq(bc_batch_delete(b, 0, "never", 5), 0);
+	ck_assert_int_eq(bc_batch_rename(b, 0, "a", 1, 0, "a2", 2), 0);
+	ck_assert_int_eq(bc_batch_rename(b, 0, "big", 3, 1, "moved", 5), 0);
+	ck_assert_int_eq(bc_batch_rename(b, 0, "n", 1, 0, "n2", 2), 0); /* sees the put */
+	ck_assert_int_eq(bc_batch_set_meta(b, 0, "n2", 2, "mm", 2), 0);
+	ck_assert_uint_eq(bc_batch_count(b), 7);
+	ck_assert_int_eq(bc_batch_commit(db, b), 0);
+	expect_s("a", NULL);
+	expect_s("a2", "A");
+	expect_s("gone", NULL);
+	expect_s("n", NULL);
+	expect_s("n2", "N");
+	expect_s("big", NULL);
+	void *v;
+	size_t n;
+	ck_assert_int_eq(bc_get(db, 1, "moved", 5, 0, &v, &n), 0);
+	ck_assert_uint_eq(n, blen);
+	ck_assert(memcmp(v, big, blen) == 0);
+	free(v);
+	char m[8];
+	size_t ml;
+	ck_assert_int_eq(bc_get_meta(db, 1, "moved", 5, m, sizeof(m), &ml), 0);
+	ck_assert_uint_eq(ml, 4);
+	ck_assert(memcmp(m, "meta", 4) == 0);
+	ck_assert_int_eq(bc_get_meta(db, 0, "n2", 2, m, sizeof(m), &ml), 0);
+	ck_assert_uint_eq(ml, 2);
+	/* A failing batch applies nothing. */
+	bc_batch_reset(b);
+	ck_assert_int_eq(bc_batch_put(b, 0, "x", 1, "X", 1, NULL, 0, 0), 0);
+	ck_assert_int_eq(bc_batch_rename(b, 0, "missing", 7, 0, "y", 1), 0);
+	ck_assert_int_eq(bc_batch_commit(db, b), -ENOENT);
+	expect_s("x", NULL);
+	/* Rename over an existing large value replaces it and frees its object. */
+	ck_assert_int_eq(bc_put(db, 0, "big2", 4, big, blen), 0);
+	bc_batch_reset(b);
+	ck_assert_int_eq(bc_batch_rename(b, 0, "a2", 2, 0, "big2", 4), 0);
+	ck_assert_int_eq(bc_batch_commit(db, b), 0);
+	expect_s("big2", "A");
+	struct bc_stats st;
+	bc_stats_get(db, &st);
+	ck_assert_uint_eq(st.objects, 1);
+	bc_stats_release(&st);
+	bc_batch_free(b);
+	struct bc_options o = opts();
+	reopen(&o);
+	expect_s("big2", "A");
+	expect_s("n2", "N");
+	ck_assert_int_eq(bc_get(db, 1, "moved", 5, 0, &v, &n), 0);
+	ck_assert_uint_eq(n, blen);
+	free(v);
+	free(big);
+}
+END_TEST
+
+START_TEST(expiry)
+{
+	ck_assert_int_eq(bc_put_ex(db, 0, "old", 3, "v", 1, NULL, 0, 1), 0);
+	ck_assert_int_eq(bc_put_ex(db, 0, "new", 3, "v", 1, NULL, 0, UINT64_C(4000000000)), 0);
+	expect_s("old", NULL);
+	expect_s("new", "v");
+	struct bc_iter *it;
+	ck_assert_int_eq(bc_iter_new(db, 0, NULL, 0, &it), 0);
+	const void *k;
+	size_t kl;
+	struct bc_stat st;
+	ck_assert_int_eq(bc_iter_next(it, &k, &kl, &st), 0);
+	ck_assert(kl == 3 && !memcmp(k, "new", 3));
+	ck_assert_uint_eq(st.expire_s, UINT64_C(4000000000));
+	ck_assert_int_eq(bc_iter_next(it, &k, &kl, &st), -ENOENT);
+	bc_iter_free(it);
+	/* Default TTL applies to bc_put. */
+	struct bc_options o = opts();
+	o.default_ttl_s = 1000;
+	reopen(&o);
+	put_s("ttl", "v");
+	ck_assert_int_eq(bc_stat(db, 0, "ttl", 3, &st), 0);
+	ck_assert(st.expire_s > 1000);
+	/* Merge drops the expired key. */
+	ck_assert_int_eq(bc_merge(db, true), 0);
+	expect_s("old", NULL);
+	expect_s("new", "v");
+	reopen(&o);
+	expect_s("old", NULL);
+}
+END_TEST
+
+START_TEST(ordered_iteration)
+{
+	char k[32];
+	for (int i = 0; i < 300; i++) {
+		snprintf(k, sizeof(k), "dir/%03d", i);
+		put_s(k, "x");
+		snprintf(k, sizeof(k), "other/%03d", i);
+		put_s(k, "y");
+	}
+	put_s("dir", "file");
+	put_s("dir0", "after");
+	struct bc_iter *it;
+	ck_assert_int_eq(bc_iter_new(db, 0, "dir/", 4, &it), 0);
+	const void *key;
+	size_t kl;
+	int n = 0;
+	while (bc_iter_next(it, &key, &kl, NULL) == 0) {
+		snprintf(k, sizeof(k), "dir/%03d", n);
+		ck_assert(kl == strlen(k) && !memcmp(key, k, kl));
+		if (n == 100)
+			bc_delete(db, 0, "dir/150", 7); /* removed ahead of the cursor */
+		n++;
+		if (n == 150)
+			n++;
+	}
+	ck_assert_int_eq(n, 300);
+	ck_assert_int_eq(bc_iter_seek(it, "dir/29", 6), 0);
+	ck_assert_int_eq(bc_iter_next(it, &key, &kl, NULL), 0);
+	ck_assert(kl == 7 && !memcmp(key, "dir/290", 7));
+	bc_iter_free(it);
+	ck_assert_int_eq(bc_iter_new(db, 0, NULL, 0, &it), 0);
+	ck_assert_int_eq(bc_iter_next(it, &key, &kl, NULL), 0);
+	ck_assert(kl == 3 && !memcmp(key, "dir", 3)); /* a prefix sorts first */
+	bc_iter_free(it);
+}
+END_TEST
+
+START_TEST(merge_reclaims)
+{
+	struct bc_options o = opts();
+	o.max_file_size = 64 * 1024;
+	reopen(&o);
+	char k[32], v[200];
+	for (int round = 0; round < 5; round++)
+		for (int i = 0; i < 400; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			memset(v, 'a' + round, sizeof(v));
+			ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
+		}
+	for (int i = 0; i < 400; i += 2) {
+		snprintf(k, sizeof(k), "k%d", i);
+		bc_delete(db, 0, k, strlen(k));
+	}
+	struct bc_stats before, after;
+	bc_stats_get(db, &before);
+	ck_assert_int_eq(bc_merge(db, true), 0);
+	bc_stats_get(db, &after);
+	ck_assert_uint_lt(after.total_bytes, before.total_bytes / 3);
+	ck_assert_uint_eq(after.merges_done, 1);
+	ck_assert_uint_eq(after.keys, 200);
+	bc_stats_release(&before);
+	bc_stats_release(&after);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < 400; i++) {
+			snprintf(k, sizeof(k), "k%d", i);
+			void *got;
+			size_t n;
+			int rc = bc_get(db, 0, k, strlen(k), 0, &got, &n);
+			if (i % 2 == 0) {
+				ck_assert_int_eq(rc, -ENOENT);
+				continue;
+			}
+			ck_assert_int_eq(rc, 0);
+			ck_assert_uint_eq(n, sizeof(v));
+			ck_assert_int_eq(((char *)got)[0], 'e');
+			free(got);
+		}
+		reopen(&o);
+	}
+	uint64_t problems = 1;
+	bc_close(db);
+	db = NULL;
+	ck_assert_int_eq(bc_check(dir, NULL, NULL, &problems), 0);
+	ck_assert_uint_eq(problems, 0);
+	open_db(&o);
+}
+END_TEST
+
+START_TEST(lock_and_read_only)
+{
+	struct bc_db *other;
+	struct bc_options o = opts();
+	ck_assert_int_eq(bc_open(dir, &o, &other), -EWOULDBLOCK);
+	put_s("k", "v");
+	o.read_only = true;
+	ck_assert_int_eq(bc_open(dir, &o, &other), 0);
+	void *v;
+	size_t n;
+	ck_assert_int_eq(bc_get(other, 0, "k", 1, 0, &v, &n), 0);
+	free(v);
+	ck_assert_int_eq(bc_put(other, 0, "k", 1, "x", 1), -EROFS);
+	ck_assert_int_eq(bc_close(other), 0);
+}
+END_TEST
+
+static char *data_file(int which)
+{
+	/* which = 0: the newest data file; 1: the oldest. */
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "ls %s/*.data | sort | %s -n 1", dir, which ? "head" : "tail");
+	FILE *p = popen(cmd, "r");
+	static char path[4096];
+	ck_assert(fgets(path, sizeof(path), p));
+	pclose(p);
+	path[strcspn(path, "\n")] = 0;
+	return path;
+}
+
+START_TEST(torn_tail_is_cut)
+{
+	put_s("a", "1");
+	put_s("b", "2");
+	bc_close(db);
+	db = NULL;
+	char *p = data_file(0);
+	struct stat st;
+	stat(p, &st);
+	/* Half a record: the torn write of a crash. */
+	int fd = open(p, O_WRONLY | O_APPEND);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, "\x12\x34\x56\x78\x01\x00\x00\x00garbage", 15), 15);
+	close(fd);
+	struct bc_options o = opts();
+	open_db(&o);
+	expect_s("a", "1");
+	expect_s("b", "2");
+	struct bc_stats s;
+	bc_stats_get(db, &s);
+	ck_assert_uint_eq(s.recovered_torn_bytes, 15);
+	ck_assert_uint_eq(s.recovered_damaged_records, 0);
+	bc_stats_release(&s);
+	struct stat st2;
+	stat(p, &st2);
+	ck_assert_int_eq(st2.st_size, st.st_size);
+	put_s("c", "3");
+	reopen(&o);
+	expect_s("c", "3");
+}
+END_TEST
+
+START_TEST(damage_is_skipped_and_reported)
+{
+	struct bc_options o = opts();
+	o.max_file_size = 4096;
+	reopen(&o);
+	char k[32];
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "key%03d", i);
+		put_s(k, "some value bytes");
+	}
+	bc_close(db);
+	db = NULL;
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd), "rm -f %s/*.hint", dir);
+	ck_assert_int_eq(system(cmd), 0);
+	char *p = data_file(1);
+	int fd = open(p, O_RDWR);
+	uint8_t byte;
+	ck_assert_int_eq(pread(fd, &byte, 1, 48 + 40), 1); /* inside the first record */
+	byte ^= 0xff;
+	ck_assert_int_eq(pwrite(fd, &byte, 1, 48 + 40), 1);
+	close(fd);
+	uint64_t problems = 0;
+	ck_assert_int_eq(bc_check(dir, NULL, NULL, &problems), 0);
+	ck_assert_uint_eq(problems, 1);
+	open_db(&o);
+	struct bc_stats s;
+	bc_stats_get(db, &s);
+	ck_assert_uint_eq(s.recovered_damaged_records, 1);
+	ck_assert_uint_eq(s.keys, 99);
+	bc_stats_release(&s);
+	expect_s("key000", NULL);
+	for (int i = 1; i < 100; i++) {
+		snprintf(k, sizeof(k), "key%03d", i);
+		expect_s(k, "some value bytes");
+	}
+}
+END_TEST
+
+START_TEST(snapshot_is_consistent)
+{
+	put_s("a", "1");
+	put_s("b", "2");
+	char *snap = tu_tmpdir("snap");
+	rmdir(snap);
+	ck_assert_int_eq(bc_snapshot(db, snap), 0);
+	put_s("a", "changed");
+	put_s("c", "3");
+	ck_assert_int_eq(bc_snapshot(db, snap), -EEXIST);
+	struct bc_db *s;
+	struct bc_options o = opts();
+	ck_assert_int_eq(bc_open(snap, &o, &s), 0);
+	void *v;
+	size_t n;
+	ck_assert_int_eq(bc_get(s, 0, "a", 1, 0, &v, &n), 0);
+	ck_assert(n == 1 && !memcmp(v, "1", 1));
+	free(v);
+	ck_assert_int_eq(bc_get(s, 0, "c", 1, 0, &v, &n), -ENOENT);
+	bc_close(s);
+	expect_s("a", "changed");
+	tu_tmpdir_done(snap, 1);
+}
+END_TEST
+
+START_TEST(sync_always)
+{
+	struct bc_options o = opts();
+	o.sync = BC_SYNC_ALWAYS;
+	reopen(&o);
+	for (int i = 0; i < 20; i++)
+		put_s("k", "v");
+	struct bc_stats s;
+	bc_stats_get(db, &s);
+	ck_assert_uint_eq(s.syncs, 20); /* one fdatasync per write when alone */
+	bc_stats_release(&s);
+	o.sync = BC_SYNC_INTERVAL;
+	o.sync_interval_ms = 10;
+	reopen(&o);
+	put_s("k", "w");
+	for (int i = 0; i < 200; i++) {
+		bc_stats_get(db, &s);
+		uint64_t n = s.syncs;
+		bc_stats_release(&s);
+		if (n)
+			break;
+		usleep(10000);
+	}
+	bc_stats_get(db, &s);
+	ck_assert_uint_ge(s.syncs, 1);
+	bc_stats_release(&s);
+}
+END_TEST
+
+static Suite *db_suite(void)
+{
+	Suite *s = suite_create("db");
+	TCase *t = tcase_create("api");
+	tcase_add_checked_fixture(t, setup, teardown);
+	tcase_set_timeout(t, 120);
+	tcase_add_test(t, put_get_delete);
+	tcase_add_test(t, reopen_keeps_everything);
+	tcase_add_test(t, large_values);
+	tcase_add_test(t, partial_writes_and_truncate);
+	tcase_add_test(t, batches_and_renames);
+	tcase_add_test(t, expiry);
+	tcase_add_test(t, ordered_iteration);
+	tcase_add_test(t, merge_reclaims);
+	tcase_add_test(t, lock_and_read_only);
+	tcase_add_test(t, torn_tail_is_cut);
+	tcase_add_test(t, damage_is_skipped_and_reported);
+	tcase_add_test(t, snapshot_is_consistent);
+	tcase_add_test(t, sync_always);
+	suite_add_tcase(s, t);
+	return s;
+}
+
+int main(void)
+{
+	SRunner *sr = srunner_create(db_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
