@@ -58,13 +58,17 @@ static int old_gone(struct bc_db *db, const struct bc_kval *old, struct bc_dropp
 	return 0;
 }
 
+/* Account every chunk of o at index >= from as dead. */
+static void chunks_dead(struct bc_db *db, struct bc_object *o, uint64_t from)
+{
+	struct bc_chunk *c;
+	for (uint64_t i = from; (c = bc_object_next(o, &i)); i++)
+		loc_dead(db, &c->loc);
+}
+
 void bc_object_drop(struct bc_db *db, struct bc_object *o)
 {
-	for (uint32_t i = 0; i < o->nchunks; i++) {
-		struct bc_chunk *c = bc_object_chunk(o, i);
-		if (c)
-			loc_dead(db, &c->loc);
-	}
+	chunks_dead(db, o, 0);
 	bc_objtab_remove(db->objs, o);
 }
 
@@ -85,13 +89,8 @@ void bc_objects_release(struct bc_db *db, struct bc_dropped *d)
 static void cut_chunks(struct bc_db *db, struct bc_object *o, uint64_t size)
 {
 	uint64_t keep = (size + BC_CHUNK_SIZE - 1) / BC_CHUNK_SIZE;
-	for (uint64_t i = keep; i < o->nchunks; i++) {
-		struct bc_chunk *c = bc_object_chunk(o, i);
-		if (c)
-			loc_dead(db, &c->loc);
-	}
-	if (keep < o->nchunks)
-		bc_object_cut(o, (uint32_t)keep);
+	chunks_dead(db, o, keep);
+	bc_object_cut(o, keep);
 }
 
 int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped)
@@ -163,11 +162,7 @@ static bool sweep_one(void *ctx, struct bc_object *o)
 {
 	struct bc_db *db = ctx;
 	if (!o->links) {
-		for (uint32_t i = 0; i < o->nchunks; i++) {
-			struct bc_chunk *c = bc_object_chunk(o, i);
-			if (c)
-				loc_dead(db, &c->loc);
-		}
+		chunks_dead(db, o, 0);
 		return true;
 	}
 	cut_chunks(db, o, o->size);

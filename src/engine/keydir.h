@@ -27,20 +27,23 @@ static inline bool bc_loc_eq(const struct bc_loc *a, const struct bc_loc *b)
 	return a->file == b->file && a->offset == b->offset && a->size == b->size;
 }
 
-/* One chunk of an object; size 0 means a hole (reads as zeros). */
+/* One chunk of an object. */
 struct bc_chunk {
-	struct bc_loc loc;
-	uint32_t dlen; /* data bytes in the record; the rest of the chunk reads as zeros */
+	struct bc_loc loc; /* loc.size is never 0 for a chunk that exists */
+	uint32_t dlen;     /* data bytes in the record; the rest of the chunk reads as zeros */
 };
 
-/* A chunked value. Owned by the object table. */
+/* A chunked value. Owned by the object table; its chunks live in a sparse map
+ * (chunkmap.c) reached only through the bc_object_* functions below. */
 struct bc_object {
 	uint64_t id;
-	uint64_t size;          /* logical size, from the newest LINK */
-	uint32_t nchunks;       /* chunks[0..nchunks) valid; index >= nchunks is a hole */
-	uint32_t cap;
-	struct bc_chunk *chunks;
-	uint32_t links;         /* keys whose entry points here (0 or 1 once open is done) */
+	uint64_t size;   /* logical size, from the newest LINK */
+	uint32_t links;  /* keys whose entry points here (0 or 1 once open is done) */
+	uint8_t height;  /* levels of the chunk map above its leaves */
+	uint64_t end;    /* one past the highest index that may hold a chunk */
+	uint64_t count;  /* chunks present */
+	size_t bytes;    /* memory held by the chunk map */
+	void *root;
 };
 
 #define BC_KV_OBJECT 0x01u /* the entry is a LINK to obj */
@@ -128,32 +131,15 @@ int bc_objtab_each(const struct bc_objtab *t, int (*fn)(void *ctx, struct bc_obj
 void bc_objtab_sweep(struct bc_objtab *t, bool (*drop)(void *ctx, struct bc_object *o),
 		     void *ctx);
 
-/* Make chunk index i addressable (grows chunks[], new slots are holes). -ENOMEM on failure. */
-int bc_object_reserve(struct bc_object *o, uint32_t nchunks);
-/* Drop chunks at index >= n (they become holes); shrinks the array when worthwhile. */
-void bc_object_cut(struct bc_object *o, uint32_t n);
-
-/* Chunk i, or NULL when it is a hole. Callers use these two instead of chunks[] so the
- * storage can change (sparse objects). */
-static inline struct bc_chunk *bc_object_chunk(struct bc_object *o, uint64_t i)
-{
-	if (i >= o->nchunks || !o->chunks[i].loc.size)
-		return NULL;
-	return &o->chunks[i];
-}
-
-/* Set chunk i (growing the object's table); -ENOMEM or -EFBIG on failure. */
-static inline int bc_object_set(struct bc_object *o, uint64_t i, const struct bc_chunk *c)
-{
-	if (i >= UINT32_MAX)
-		return -EFBIG;
-	if (i >= o->nchunks) {
-		int rc = bc_object_reserve(o, (uint32_t)i + 1);
-		if (rc)
-			return rc;
-	}
-	o->chunks[i] = *c;
-	return 0;
-}
+/* Chunk i, or NULL when it is a hole (reads as zeros). */
+struct bc_chunk *bc_object_chunk(struct bc_object *o, uint64_t i);
+/* Set chunk i (c->loc.size must not be 0). -EFBIG past the largest value, -ENOMEM. */
+int bc_object_set(struct bc_object *o, uint64_t i, const struct bc_chunk *c);
+/* Remove every chunk at index >= n (they become holes) and free what held them. */
+void bc_object_cut(struct bc_object *o, uint64_t n);
+/* The present chunk with the smallest index >= *i (set to it), or NULL. */
+struct bc_chunk *bc_object_next(struct bc_object *o, uint64_t *i);
+/* Free every chunk of o (the object itself stays). */
+void bc_object_release(struct bc_object *o);
 
 #endif /* BC_ENGINE_KEYDIR_H */

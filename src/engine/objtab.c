@@ -4,8 +4,7 @@
  * its struct bc_object, with linear probing and backward-shift deletion (no tombstones),
  * so a lookup touches one or two cache lines of pointers and the table never degrades
  * after deletes. It grows at 3/4 load and shrinks under 1/8. Objects are allocated one
- * by one (their address is what keydir entries hold) and own a chunks[] array that grows
- * geometrically; a hole is a chunk with loc.size 0.
+ * by one (their address is what keydir entries hold); their chunks are in chunkmap.c.
  */
 #include "keydir.h"
 
@@ -79,7 +78,7 @@ int bc_objtab_new(struct bc_objtab **out)
 
 static void object_free(struct bc_object *o)
 {
-	free(o->chunks);
+	bc_object_release(o);
 	free(o);
 }
 
@@ -179,7 +178,7 @@ size_t bc_objtab_memory(const struct bc_objtab *t)
 	for (size_t i = 0; i < t->cap; i++) {
 		const struct bc_object *o = t->slot[i];
 		if (o)
-			m += sizeof(*o) + (size_t)o->cap * sizeof(*o->chunks);
+			m += sizeof(*o) + o->bytes;
 	}
 	return m;
 }
@@ -221,48 +220,4 @@ void bc_objtab_sweep(struct bc_objtab *t, bool (*drop)(void *ctx, struct bc_obje
 		seen++;
 	}
 	maybe_shrink(t);
-}
-
-int bc_object_reserve(struct bc_object *o, uint32_t nchunks)
-{
-	if (nchunks <= o->nchunks)
-		return 0;
-	if (nchunks > o->cap) {
-		uint64_t ncap = o->cap ? o->cap : 1;
-		while (ncap < nchunks)
-			ncap *= 2;
-		if (ncap > UINT32_MAX)
-			ncap = UINT32_MAX;
-		if (ncap > SIZE_MAX / sizeof(*o->chunks))
-			return -ENOMEM;
-		struct bc_chunk *nc = realloc(o->chunks, (size_t)ncap * sizeof(*nc));
-		if (!nc)
-			return -ENOMEM;
-		o->chunks = nc;
-		o->cap = (uint32_t)ncap;
-	}
-	memset(o->chunks + o->nchunks, 0, (size_t)(nchunks - o->nchunks) * sizeof(*o->chunks));
-	o->nchunks = nchunks;
-	return 0;
-}
-
-void bc_object_cut(struct bc_object *o, uint32_t n)
-{
-	if (n >= o->nchunks)
-		return;
-	o->nchunks = n;
-	if (!n) {
-		free(o->chunks);
-		o->chunks = NULL;
-		o->cap = 0;
-		return;
-	}
-	if (o->cap > 8 && n < o->cap / 4) {
-		uint32_t ncap = n * 2;
-		struct bc_chunk *nc = realloc(o->chunks, (size_t)ncap * sizeof(*nc));
-		if (nc) { /* failing to shrink is harmless */
-			o->chunks = nc;
-			o->cap = ncap;
-		}
-	}
 }

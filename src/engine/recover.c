@@ -178,7 +178,8 @@ static int pending_add(struct pending *p, const bc_effect *e)
 		p->keys = k;
 		p->kcap = cap;
 	}
-	memcpy(p->keys + p->klen, e->key, e->klen);
+	if (e->klen)
+		memcpy(p->keys + p->klen, e->key, e->klen);
 	p->v[p->n] = *e;
 	p->v[p->n].key = (const uint8_t *)(uintptr_t)p->klen; /* fixed up when applied */
 	p->klen += e->klen;
@@ -410,7 +411,7 @@ int bc_recover(struct bc_db *db)
 		return rc;
 	if (!db->opt.read_only) {
 		for (size_t i = 0; i < fd.ntmp; i++) {
-			bc_log(db, BC_LOG_INFO, "%s/%s: removing leftover of an interrupted merge",
+			bc_log(db, BC_LOG_INFO, "%s/%s: removing a temporary file left by a crash",
 			       db->dir, fd.tmps[i]);
 			bc_io_unlinkat(db->io, db->dirfd, fd.tmps[i]);
 		}

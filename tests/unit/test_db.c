@@ -284,6 +284,38 @@ START_TEST(partial_writes_and_truncate)
 }
 END_TEST
 
+START_TEST(sparse_values_stay_small)
+{
+	const uint64_t tib = UINT64_C(1) << 40;
+	ck_assert_int_eq(bc_write(db, 0, "s", 1, 0, "head", 4), 0);
+	ck_assert_int_eq(bc_truncate(db, 0, "s", 1, tib), 0);
+	ck_assert_int_eq(bc_write(db, 0, "s", 1, tib, "tail", 4), 0);
+	struct bc_stat st;
+	ck_assert_int_eq(bc_stat(db, 0, "s", 1, &st), 0);
+	ck_assert_uint_eq(st.size, tib + 4);
+	struct bc_stats s;
+	bc_stats_get(db, &s);
+	ck_assert_uint_lt(s.keydir_bytes, 1 << 20); /* a few nodes, not 16M chunk slots */
+	ck_assert_uint_lt(s.total_bytes, 1 << 20);
+	bc_stats_release(&s);
+	char buf[8];
+	size_t got;
+	ck_assert_int_eq(bc_read(db, 0, "s", 1, tib / 2, buf, 8, &got), 0);
+	ck_assert_uint_eq(got, 8);
+	ck_assert(!memcmp(buf, "\0\0\0\0\0\0\0\0", 8));
+	ck_assert_int_eq(bc_read(db, 0, "s", 1, tib - 2, buf, 8, &got), 0);
+	ck_assert_uint_eq(got, 6);
+	ck_assert(!memcmp(buf, "\0\0tail", 6));
+	struct bc_options o = opts();
+	reopen(&o);
+	ck_assert_int_eq(bc_read(db, 0, "s", 1, 0, buf, 4, &got), 0);
+	ck_assert(got == 4 && !memcmp(buf, "head", 4));
+	ck_assert_int_eq(bc_read(db, 0, "s", 1, tib, buf, 8, &got), 0);
+	ck_assert(got == 4 && !memcmp(buf, "tail", 4));
+	ck_assert_int_eq(bc_write(db, 0, "s", 1, BC_MAX_VALUE, "x", 1), -EFBIG);
+}
+END_TEST
+
 START_TEST(batches_and_renames)
 {
 	struct tu_rng r = { 3 };
@@ -636,6 +668,7 @@ static Suite *db_suite(void)
 	tcase_add_test(t, reopen_keeps_everything);
 	tcase_add_test(t, large_values);
 	tcase_add_test(t, partial_writes_and_truncate);
+	tcase_add_test(t, sparse_values_stay_small);
 	tcase_add_test(t, batches_and_renames);
 	tcase_add_test(t, expiry);
 	tcase_add_test(t, ordered_iteration);

@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <bitcask/bitcask.h>
+
 #include "keydir.h"
 #include "testutil.h"
 
@@ -34,7 +36,7 @@ START_TEST(get_creates_find_finds)
 		ck_assert_ptr_nonnull(o);
 		ck_assert_uint_eq(o->id, ids[i]);
 		ck_assert_uint_eq(o->size, 0);
-		ck_assert_uint_eq(o->nchunks, 0);
+		ck_assert_uint_eq(o->count, 0);
 		ck_assert_uint_eq(o->links, 0);
 		ck_assert_ptr_eq(bc_objtab_get(t, ids[i]), o);
 		ck_assert_ptr_eq(bc_objtab_find(t, ids[i]), o);
@@ -164,7 +166,7 @@ START_TEST(sweep_drops_each_once)
 }
 END_TEST
 
-START_TEST(chunks_grow_with_holes_and_cut)
+START_TEST(chunks_holes_cut_and_next)
 {
 	struct bc_objtab *t = tab_new();
 	struct bc_object *o = bc_objtab_get(t, 9);
@@ -172,51 +174,102 @@ START_TEST(chunks_grow_with_holes_and_cut)
 	struct bc_chunk c = {.loc = {1, 2, 3}, .dlen = 4};
 
 	ck_assert_ptr_null(bc_object_chunk(o, 0));
-	ck_assert_int_eq(bc_object_reserve(o, 5), 0);
-	ck_assert_uint_eq(o->nchunks, 5);
-	ck_assert_uint_ge(o->cap, 5);
-	for (uint32_t i = 0; i < 5; i++)
-		ck_assert_ptr_null(bc_object_chunk(o, i));
 	ck_assert_int_eq(bc_object_set(o, 3, &c), 0);
 	ck_assert_ptr_nonnull(bc_object_chunk(o, 3));
 	ck_assert_uint_eq(bc_object_chunk(o, 3)->dlen, 4);
-	ck_assert_int_eq(bc_object_reserve(o, 2), 0); /* never shrinks */
-	ck_assert_uint_eq(o->nchunks, 5);
-
-	/* grow far: earlier chunks stay, the new ones are holes, capacity is geometric */
-	for (uint32_t n = 6; n < 5000; n++)
-		ck_assert_int_eq(bc_object_reserve(o, n), 0);
-	ck_assert_uint_lt(o->cap, 2 * 5000);
-	ck_assert_uint_eq(bc_object_chunk(o, 3)->loc.size, 3);
-	ck_assert_ptr_null(bc_object_chunk(o, 4998));
-	ck_assert_ptr_null(bc_object_chunk(o, 1u << 30));
-	ck_assert_int_eq(bc_object_set(o, 4998, &c), 0);
-	ck_assert_int_eq(bc_object_set(o, 6000, &c), 0);
-	ck_assert_uint_eq(o->nchunks, 6001);
-	ck_assert_ptr_null(bc_object_chunk(o, 5999));
-	ck_assert_int_eq(bc_object_set(o, UINT32_MAX, &c), -EFBIG);
-	ck_assert_uint_ge(bc_objtab_memory(t), m0 + 6001 * sizeof(struct bc_chunk));
-
-	/* cut: chunks past n are gone, and stay gone when the object grows again */
-	bc_object_cut(o, 4);
-	ck_assert_uint_eq(o->nchunks, 4);
-	ck_assert_ptr_nonnull(bc_object_chunk(o, 3));
-	ck_assert_ptr_null(bc_object_chunk(o, 4998));
-	ck_assert_uint_lt(o->cap, 64);
-	bc_object_cut(o, 100); /* past the end: nothing */
-	ck_assert_uint_eq(o->nchunks, 4);
-	ck_assert_int_eq(bc_object_reserve(o, 5000), 0);
-	for (uint32_t i = 4; i < 5000; i++)
+	for (uint32_t i = 0; i < 3; i++)
 		ck_assert_ptr_null(bc_object_chunk(o, i));
-	bc_object_cut(o, 3);
-	ck_assert_ptr_null(bc_object_chunk(o, 3));
+	/* A small object costs a small leaf. */
+	ck_assert_uint_lt(bc_objtab_memory(t), m0 + 128);
+
+	/* Dense growth: every chunk stays, holes stay holes. */
+	for (uint32_t i = 10; i < 6000; i++)
+		ck_assert_int_eq(bc_object_set(o, i, &c), 0);
+	ck_assert_uint_eq(o->count, 5991);
+	ck_assert_uint_eq(o->end, 6000);
+	ck_assert_ptr_null(bc_object_chunk(o, 5));
+	ck_assert_ptr_nonnull(bc_object_chunk(o, 5999));
+	ck_assert_uint_lt(bc_objtab_memory(t), m0 + 6000 * sizeof(struct bc_chunk) * 5 / 4);
+	uint64_t i = 4;
+	ck_assert_ptr_nonnull(bc_object_next(o, &i));
+	ck_assert_uint_eq(i, 10);
+
+	/* cut: chunks past n are gone, and stay gone when the object grows again. */
+	bc_object_cut(o, 4);
+	ck_assert_uint_eq(o->count, 1);
+	ck_assert_ptr_nonnull(bc_object_chunk(o, 3));
+	ck_assert_ptr_null(bc_object_chunk(o, 10));
+	i = 4;
+	ck_assert_ptr_null(bc_object_next(o, &i));
+	bc_object_cut(o, 100); /* past the end: nothing */
+	ck_assert_uint_eq(o->count, 1);
 	bc_object_cut(o, 0);
-	ck_assert_uint_eq(o->nchunks, 0);
-	ck_assert_uint_eq(o->cap, 0);
+	ck_assert_uint_eq(o->count, 0);
 	ck_assert_uint_eq(bc_objtab_memory(t), m0);
+
+	/* Sparse: one chunk at the largest index costs a few nodes, not a table. */
+	uint64_t last = BC_MAX_VALUE / BC_CHUNK_SIZE - 1;
+	ck_assert_int_eq(bc_object_set(o, last, &c), 0);
+	ck_assert_int_eq(bc_object_set(o, last + 1, &c), -EFBIG);
 	ck_assert_int_eq(bc_object_set(o, 0, &c), 0);
-	ck_assert_uint_eq(o->nchunks, 1);
+	ck_assert_uint_lt(bc_objtab_memory(t), m0 + 64 * 1024);
+	i = 1;
+	ck_assert_ptr_nonnull(bc_object_next(o, &i));
+	ck_assert_uint_eq(i, last);
+	bc_object_cut(o, 1);
+	ck_assert_ptr_null(bc_object_chunk(o, last));
+	ck_assert_ptr_nonnull(bc_object_chunk(o, 0));
 	bc_objtab_free(t); /* frees o and its chunks */
+}
+END_TEST
+
+/* The chunk map against a plain array, over random sets, cuts and walks. */
+START_TEST(chunk_map_matches_model)
+{
+	struct tu_rng rng = {tu_seed(0x63686e6b)};
+	struct bc_objtab *t = tab_new();
+	struct bc_object *o = bc_objtab_get(t, 1);
+	enum { N = 300000 };
+	static uint32_t model[N]; /* dlen + 1 per index; 0 = hole */
+	memset(model, 0, sizeof(model));
+	for (int op = 0; op < 50000; op++) {
+		uint64_t r = tu_below(&rng, 100);
+		uint64_t idx = r < 50 ? tu_below(&rng, 600) : tu_below(&rng, N);
+		if (r < 90) {
+			struct bc_chunk c = {.loc = {1, (uint32_t)idx, 7}, .dlen = (uint32_t)op};
+			ck_assert_int_eq(bc_object_set(o, idx, &c), 0);
+			model[idx] = (uint32_t)op + 1;
+		} else if (r < 93) {
+			bc_object_cut(o, idx);
+			for (uint64_t j = idx; j < N; j++)
+				model[j] = 0;
+		} else {
+			uint64_t at = idx, want = idx;
+			while (want < N && !model[want])
+				want++;
+			struct bc_chunk *c = bc_object_next(o, &at);
+			if (want == N) {
+				ck_assert_ptr_null(c);
+			} else {
+				ck_assert_ptr_nonnull(c);
+				ck_assert_uint_eq(at, want);
+				ck_assert_uint_eq(c->dlen + 1, model[want]);
+			}
+		}
+		if (op % 5000 == 0) {
+			uint64_t count = 0;
+			for (uint64_t j = 0; j < N; j++) {
+				struct bc_chunk *c = bc_object_chunk(o, j);
+				ck_assert_int_eq(c != NULL, model[j] != 0);
+				if (c) {
+					ck_assert_uint_eq(c->dlen + 1, model[j]);
+					count++;
+				}
+			}
+			ck_assert_uint_eq(o->count, count);
+		}
+	}
+	bc_objtab_free(t);
 }
 END_TEST
 
@@ -280,7 +333,8 @@ static Suite *objtab_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("chunks");
-	tcase_add_test(tc, chunks_grow_with_holes_and_cut);
+	tcase_add_test(tc, chunks_holes_cut_and_next);
+	tcase_add_test(tc, chunk_map_matches_model);
 	suite_add_tcase(s, tc);
 	return s;
 }
