@@ -31,7 +31,7 @@ struct bc_file {
 	int fd;
 	uint64_t size;      /* bytes of valid records (the append position for the active file) */
 	uint64_t live;      /* bytes of records the keydir or object table points at */
-	bool has_hint;
+	atomic_bool has_hint; /* set under wlock or by merge, read by stats */
 	bool retired;       /* merged away: closed when the last reader lets go */
 	atomic_uint refs;   /* the table's own reference plus readers in flight */
 };
