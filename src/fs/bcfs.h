@@ -58,6 +58,12 @@ struct bcfs_inode {
 	bool mtime_dirty; /* data changed since the metadata was last written */
 	int64_t mtime_ns;
 
+	/* The attributes last reported (under lock): a replaced or removed inode that a
+	 * process still holds keeps answering stat with them (link count 0), as on a local
+	 * filesystem, instead of ENOENT. */
+	struct stat attr;
+	bool have_attr;
+
 	struct bcfs_inode *next_ino, *next_key; /* hash chains */
 };
 
@@ -148,6 +154,9 @@ int bcfs_inode_rename_prefix(struct bcfs *fs, const void *from, size_t flen, con
 			     size_t tlen);
 /* Copy in's key under its lock: caller frees *key. Returns 0 or -ENOMEM. */
 int bcfs_inode_key(struct bcfs_inode *in, unsigned *space, char **key, size_t *klen);
+/* Flush the buffered writes of every open file while requests run (control sync and
+ * snapshot); returns the first error. */
+int bcfs_inode_flush_open(struct bcfs *fs);
 /* Flush every inode's dirty data (at unmount). */
 void bcfs_inode_flush_all(struct bcfs *fs);
 uint64_t bcfs_inode_count(struct bcfs *fs);

@@ -216,9 +216,14 @@ static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
 
 	pthread_mutex_lock(&in->lock);
 	gone = in->gone;
+	if (gone && in->have_attr) {
+		*st = in->attr;
+		st->st_nlink = 0;
+	}
+	rc = gone && !in->have_attr ? -ENOENT : 0;
 	pthread_mutex_unlock(&in->lock);
 	if (gone)
-		return -ENOENT; /* removed or replaced: its key now means something else */
+		return rc; /* removed or replaced: its key now means something else */
 	rc = bcfs_inode_key(in, &space, &key, &klen);
 	if (rc)
 		return rc;
@@ -238,6 +243,12 @@ static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
 	}
 	bcfs_meta_release(&m);
 	free(key);
+	if (!rc) {
+		pthread_mutex_lock(&in->lock);
+		in->attr = *st;
+		in->have_attr = true;
+		pthread_mutex_unlock(&in->lock);
+	}
 	return rc;
 }
 
