@@ -242,14 +242,18 @@ static int run_line(struct bcfs *fs, const char *line, size_t len)
 		rc = start_merge(fs);
 		break;
 	case BCFS_CMD_SYNC:
-		rc = bc_sync(fs->db);
+		rc = bcfs_inode_flush_open(fs);
+		if (!rc)
+			rc = bc_sync(fs->db);
 		break;
 	case BCFS_CMD_SNAPSHOT:
 		path = bcfs_ctl_snapshot_path(fs->datadir, cmd.arg);
 		if (!path)
 			return -ENOMEM;
-		/* Files still open keep their last unflushed writes out (close-to-open). */
-		rc = bc_snapshot(fs->db, path);
+		/* Buffered writes of files still open go in too, as on a local filesystem. */
+		rc = bcfs_inode_flush_open(fs);
+		if (!rc)
+			rc = bc_snapshot(fs->db, path);
 		if (!rc)
 			bcfs_log(BC_LOG_INFO, "snapshot written to %s", path);
 		free(path);

@@ -414,6 +414,43 @@ void bcfs_inode_flush_all(struct bcfs *fs)
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
+int bcfs_inode_flush_open(struct bcfs *fs)
+{
+	/* Only open files buffer writes. Pin each one as an open would, so none is freed
+	 * while it is flushed without the table lock. */
+	struct bcfs_inode **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	for (size_t i = 0; i < fs->nbuckets && !rc; i++)
+		for (struct bcfs_inode *in = fs->by_ino[i]; in; in = in->next_ino) {
+			if (in->kind != BCFS_FILE || !in->nopen)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 64;
+				struct bcfs_inode **nv = realloc(v, nc * sizeof(*nv));
+				if (!nv) {
+					rc = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = nc;
+			}
+			in->nopen++;
+			v[n++] = in;
+		}
+	pthread_mutex_unlock(&fs->itable_lock);
+	for (size_t i = 0; i < n; i++) {
+		int frc = bcfs_data_flush_ns(fs, v[i]);
+		if (frc && !rc)
+			rc = frc;
+		bcfs_inode_release(fs, v[i]);
+	}
+	free(v);
+	return rc;
+}
+
 uint64_t bcfs_inode_count(struct bcfs *fs)
 {
 	uint64_t n;

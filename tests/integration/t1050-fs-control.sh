@@ -40,7 +40,11 @@ echo sync >"$C/control" || fail "sync command"
 mkdir -p "$M/tree/sub"
 head -c 200000 /dev/urandom >"$M/tree/sub/blob"
 echo snap >"$M/tree/note"
+# A file still open with buffered writes: the snapshot must hold them too.
+exec 3>"$M/tree/open"
+printf 'buffered' >&3
 echo "snapshot snap1" >"$C/control" || fail "snapshot command"
+exec 3>&-
 [ -d "$T/snap1" ] || fail "snapshot directory $T/snap1 missing"
 err=$( (echo "snapshot snap1" >"$C/control") 2>&1 || true)
 case $err in *"File exists"*) ;; *) fail "second snapshot with the same name: '$err'" ;; esac
@@ -49,6 +53,7 @@ rsync -a "$T/snap1/" "$T/backup/" || fail "rsync -a of the snapshot"
 bcfs_mount "$T/backup" "$T/mnt2"
 diff -r "$M/tree/sub" "$T/mnt2/tree/sub" || fail "snapshot contents"
 expect_eq "$(cat "$T/mnt2/tree/note")" snap "snapshot file"
+expect_eq "$(cat "$T/mnt2/tree/open")" buffered "buffered write of an open file in the snapshot"
 [ ! -e "$T/mnt2/tree/later" ] || fail "a write after the snapshot is in it"
 bcfs_umount "$T/mnt2"
 echo "snapshot $T/abs-snap" >"$C/control" || fail "snapshot to an absolute path"
