@@ -110,7 +110,7 @@ bcfs_mount() {
 	shift 2
 	mkdir -p "$mnt"
 	BCFS_LOG=$T/log.$(basename "$mnt")
-	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:quarantine_size_mb=16} \
+	ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=16 \
 		"$BIN/bitcaskfs" -f "$@" "$data" "$mnt" >>"$BCFS_LOG" 2>&1 &
 	pid=$!
 	_bcfs_pid[$mnt]=$pid
