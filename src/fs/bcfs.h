@@ -188,6 +188,39 @@ int bcfs_data_truncate(struct bcfs *fs, struct bcfs_inode *in, uint64_t size);
 /* Size including buffered writes: max(engine, dirty end). */
 uint64_t bcfs_data_size(struct bcfs_inode *in, uint64_t engine_size);
 
+/* ops.c: helpers the callbacks in file.c, dir.c and xattr.c share. */
+/* The filesystem a request belongs to. */
+struct bcfs *bcfs_of(fuse_req_t req);
+/* The inode a request names, or NULL (reply ESTALE). */
+struct bcfs_inode *bcfs_req_inode(fuse_req_t req, fuse_ino_t ino);
+/* A directory's metadata (explicit marker or defaults for an implicit one); *explicit (may
+ * be NULL) says whether a marker exists. */
+int bcfs_dir_meta(struct bcfs *fs, const char *kp, size_t kplen, struct bcfs_meta *m,
+		  bool *explicit);
+/* Write a directory's metadata into its marker (creating it). */
+int bcfs_dir_meta_store(struct bcfs *fs, const char *kp, size_t kplen, const struct bcfs_meta *m);
+/* 1 if the key exists, 0 if not, or a negative errno. */
+int bcfs_key_exists(struct bcfs *fs, unsigned space, const void *key, size_t klen);
+
+/* The callbacks of the operations table (ops.c) that live in their own files. */
+void bcfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bcfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
+void bcfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		struct fuse_file_info *fi);
+void bcfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bcfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bcfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void bcfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bcfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		  struct fuse_file_info *fi);
+void bcfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
+void bcfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
+void bcfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size);
+void bcfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
+void bcfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value, size_t size,
+		   int flags);
+void bcfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
+
 /* ops.c */
 extern const struct fuse_lowlevel_ops bcfs_ops;
 /* Metadata of key (files) with defaults for keys written without it. */

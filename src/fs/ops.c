@@ -21,7 +21,7 @@
 
 #define TIMEOUT 1.0
 
-static struct bcfs *FS(fuse_req_t req)
+struct bcfs *bcfs_of(fuse_req_t req)
 {
 	return fuse_req_userdata(req);
 }
@@ -129,8 +129,8 @@ static char *marker_key(const char *kp, size_t kplen, size_t *len)
 }
 
 /* Directory metadata: the marker's, else defaults. *explicit says which. */
-static int dir_meta(struct bcfs *fs, const char *kp, size_t kplen, struct bcfs_meta *m,
-		    bool *explicit)
+int bcfs_dir_meta(struct bcfs *fs, const char *kp, size_t kplen, struct bcfs_meta *m,
+		  bool *explicit)
 {
 	size_t mlen;
 	char *mk = marker_key(kp, kplen, &mlen);
@@ -154,7 +154,7 @@ static int dir_meta(struct bcfs *fs, const char *kp, size_t kplen, struct bcfs_m
 	return 0;
 }
 
-static int dir_meta_store(struct bcfs *fs, const char *kp, size_t kplen, const struct bcfs_meta *m)
+int bcfs_dir_meta_store(struct bcfs *fs, const char *kp, size_t kplen, const struct bcfs_meta *m)
 {
 	size_t mlen, blen;
 	char *mk = marker_key(kp, kplen, &mlen);
@@ -228,7 +228,7 @@ static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
 	if (rc)
 		return rc;
 	if (in->kind == BCFS_DIR) {
-		rc = dir_meta(fs, key, klen, &m, NULL);
+		rc = bcfs_dir_meta(fs, key, klen, &m, NULL);
 		if (!rc)
 			fill_stat(st, in->ino, &m, 0);
 	} else {
@@ -287,7 +287,7 @@ static int dir_exists(struct bcfs *fs, const char *kp, size_t kplen)
 	return any_prefix(fs, BC_SPACE_USER, kp, kplen);
 }
 
-static int key_exists(struct bcfs *fs, unsigned space, const void *key, size_t klen)
+int bcfs_key_exists(struct bcfs *fs, unsigned space, const void *key, size_t klen)
 {
 	struct bc_stat st;
 	int rc;
@@ -368,7 +368,7 @@ static int resolve(struct bcfs *fs, struct bcfs_inode *dir, const char *name, st
 	switch (r->name_kind) {
 	case BCFS_NAME_SHADOW:
 		r->klen = r->blen;
-		rc = key_exists(fs, BC_SPACE_USER, r->key, r->klen);
+		rc = bcfs_key_exists(fs, BC_SPACE_USER, r->key, r->klen);
 		if (rc > 0)
 			r->kind = BCFS_FILE;
 		break;
@@ -389,7 +389,7 @@ static int resolve(struct bcfs *fs, struct bcfs_inode *dir, const char *name, st
 		if (rc < 0)
 			break;
 		r->klen = r->blen;
-		rc = key_exists(fs, BC_SPACE_USER, r->key, r->klen);
+		rc = bcfs_key_exists(fs, BC_SPACE_USER, r->key, r->klen);
 		if (rc > 0)
 			r->kind = BCFS_FILE;
 	}
@@ -400,15 +400,15 @@ out:
 	return rc;
 }
 
-static struct bcfs_inode *get_inode(fuse_req_t req, fuse_ino_t ino)
+struct bcfs_inode *bcfs_req_inode(fuse_req_t req, fuse_ino_t ino)
 {
-	return bcfs_inode_find(FS(req), ino);
+	return bcfs_inode_find(bcfs_of(req), ino);
 }
 
 /* Reply with an entry for (kind, key), taking one lookup on its inode. */
 static void reply_entry(fuse_req_t req, enum bcfs_kind kind, const char *key, size_t klen)
 {
-	struct bcfs *fs = FS(req);
+	struct bcfs *fs = bcfs_of(req);
 	struct fuse_entry_param e;
 	struct bcfs_inode *in = bcfs_inode_get(fs, kind, key, klen, 1);
 	int rc;
@@ -444,7 +444,7 @@ static void bcfs_init(void *userdata, struct fuse_conn_info *conn)
 
 static void bcfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct bcfs *fs = FS(req);
+	struct bcfs *fs = bcfs_of(req);
 	struct bcfs_inode *dir;
 	struct resolved r;
 	int rc;
@@ -454,7 +454,7 @@ static void bcfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		bcfs_ctl_lookup(fs, req, parent, name);
 		return;
 	}
-	dir = get_inode(req, parent);
+	dir = bcfs_req_inode(req, parent);
 	if (!dir || dir->kind != BCFS_DIR) {
 		fuse_reply_err(req, dir ? ENOTDIR : ESTALE);
 		return;
@@ -476,10 +476,10 @@ static void bcfs_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 
 static void bcfs_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
 {
-	struct bcfs_inode *in = bcfs_ctl_is(ino) ? NULL : get_inode(req, ino);
+	struct bcfs_inode *in = bcfs_ctl_is(ino) ? NULL : bcfs_req_inode(req, ino);
 
 	if (in)
-		bcfs_inode_forget(FS(req), in, nlookup);
+		bcfs_inode_forget(bcfs_of(req), in, nlookup);
 	fuse_reply_none(req);
 }
 
@@ -487,17 +487,17 @@ static void bcfs_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_d
 {
 	for (size_t i = 0; i < count; i++) {
 		struct bcfs_inode *in =
-			bcfs_ctl_is(list[i].ino) ? NULL : get_inode(req, list[i].ino);
+			bcfs_ctl_is(list[i].ino) ? NULL : bcfs_req_inode(req, list[i].ino);
 
 		if (in)
-			bcfs_inode_forget(FS(req), in, list[i].nlookup);
+			bcfs_inode_forget(bcfs_of(req), in, list[i].nlookup);
 	}
 	fuse_reply_none(req);
 }
 
 static void bcfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct bcfs *fs = FS(req);
+	struct bcfs *fs = bcfs_of(req);
 	struct bcfs_inode *in;
 	struct stat st;
 	int rc;
@@ -509,7 +509,7 @@ static void bcfs_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *
 		fuse_reply_attr(req, &st, TIMEOUT);
 		return;
 	}
-	in = get_inode(req, ino);
+	in = bcfs_req_inode(req, ino);
 	if (!in) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -550,7 +550,7 @@ static void apply_attrs(struct bcfs_meta *m, const struct stat *attr, int to_set
 static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			 struct fuse_file_info *fi)
 {
-	struct bcfs *fs = FS(req);
+	struct bcfs *fs = bcfs_of(req);
 	struct bcfs_inode *in;
 	struct bcfs_meta m;
 	int rc = 0;
@@ -566,7 +566,7 @@ static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		bcfs_getattr(req, ino, fi); /* truncating control: ignored */
 		return;
 	}
-	in = get_inode(req, ino);
+	in = bcfs_req_inode(req, ino);
 	if (!in) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -584,10 +584,10 @@ static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		if (bcfs_kp_is_cont(in->key, in->klen)) {
 			rc = -EPERM;
 		} else {
-			rc = dir_meta(fs, in->key, in->klen, &m, NULL);
+			rc = bcfs_dir_meta(fs, in->key, in->klen, &m, NULL);
 			if (!rc) {
 				apply_attrs(&m, attr, to_set);
-				rc = dir_meta_store(fs, in->key, in->klen, &m);
+				rc = bcfs_dir_meta_store(fs, in->key, in->klen, &m);
 				bcfs_meta_release(&m);
 			}
 		}
@@ -638,7 +638,7 @@ static int keep_dir(struct bcfs *fs, struct bc_batch *b, const char *kp, size_t 
 	mk = marker_key(kp, kplen, &mlen);
 	if (!mk)
 		return -ENOMEM;
-	rc = key_exists(fs, BCFS_SPACE_FS, mk, mlen);
+	rc = bcfs_key_exists(fs, BCFS_SPACE_FS, mk, mlen);
 	if (rc == 0) {
 		default_meta(fs, &m, S_IFDIR | 0755, fs->start_ns);
 		rc = meta_blob(&m, &blob, &blen);
@@ -681,8 +681,8 @@ static int orphan_in_batch(struct bcfs *fs, struct bc_batch *b, struct bcfs_inod
 static void new_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     const char *target, struct fuse_file_info *fi)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *dir = get_inode(req, parent), *in = NULL;
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *dir = bcfs_req_inode(req, parent), *in = NULL;
 	struct resolved r = {0};
 	struct bcfs_meta m;
 	uint8_t *blob = NULL;
@@ -796,8 +796,8 @@ static void bcfs_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, cons
 
 static void bcfs_readlink(fuse_req_t req, fuse_ino_t ino)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *in = bcfs_ctl_is(ino) ? NULL : get_inode(req, ino);
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *in = bcfs_ctl_is(ino) ? NULL : bcfs_req_inode(req, ino);
 	unsigned space;
 	char *key, *t;
 	void *val;
@@ -833,8 +833,8 @@ static void bcfs_readlink(fuse_req_t req, fuse_ino_t ino)
 
 static void bcfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *dir = get_inode(req, parent);
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *dir = bcfs_req_inode(req, parent);
 	struct resolved r = {0};
 	struct bcfs_meta m;
 	int rc;
@@ -871,7 +871,7 @@ static void bcfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	r.key[r.blen] = '/';
 	r.klen = r.blen + 1;
 	fresh_meta(fs, req, &m, S_IFDIR | (mode & 07777));
-	rc = dir_meta_store(fs, r.key, r.klen, &m);
+	rc = bcfs_dir_meta_store(fs, r.key, r.klen, &m);
 	bcfs_meta_release(&m);
 out:
 	pthread_rwlock_unlock(&fs->ns);
@@ -884,8 +884,8 @@ out:
 
 static void bcfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *dir = get_inode(req, parent), *in;
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *dir = bcfs_req_inode(req, parent), *in;
 	struct resolved r = {0};
 	struct bc_batch *b = NULL;
 	char okey[32], *pkp = NULL;
@@ -966,7 +966,7 @@ static int dir_empty(struct bcfs *fs, const char *kp, size_t kplen)
 	rc = any_prefix(fs, BC_SPACE_USER, kp, kplen);
 	if (rc)
 		return rc > 0 ? 0 : rc;
-	rc = key_exists(fs, BC_SPACE_USER, kp, kplen - 1);
+	rc = bcfs_key_exists(fs, BC_SPACE_USER, kp, kplen - 1);
 	if (rc)
 		return rc > 0 ? 0 : rc;
 	mk = marker_key(kp, kplen, &mlen);
@@ -987,8 +987,8 @@ static int dir_empty(struct bcfs *fs, const char *kp, size_t kplen)
 
 static void bcfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *dir = get_inode(req, parent), *in;
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *dir = bcfs_req_inode(req, parent), *in;
 	struct resolved r = {0};
 	struct bc_batch *b = NULL;
 	char *pkp = NULL, *mk = NULL;
@@ -1105,8 +1105,9 @@ static int rename_prefix_batch(struct bcfs *fs, struct bc_batch *b, unsigned spa
 static void bcfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
 			const char *newname, unsigned int flags)
 {
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *sdir = get_inode(req, parent), *ddir = get_inode(req, newparent);
+	struct bcfs *fs = bcfs_of(req);
+	struct bcfs_inode *sdir = bcfs_req_inode(req, parent),
+			  *ddir = bcfs_req_inode(req, newparent);
 	struct bcfs_inode *sin = NULL, *din = NULL;
 	struct resolved s = {0}, d = {0};
 	struct bc_batch *b = NULL;
@@ -1252,440 +1253,9 @@ out:
 	fuse_reply_err(req, -rc);
 }
 
-static void bcfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *in;
-	struct bcfs_handle *h;
-
-	atomic_fetch_add(&fs->n.opens, 1);
-	if (bcfs_ctl_is(ino)) {
-		bcfs_ctl_open(fs, req, ino, fi);
-		return;
-	}
-	in = get_inode(req, ino);
-	if (!in) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (in->kind == BCFS_DIR) {
-		fuse_reply_err(req, EISDIR);
-		return;
-	}
-	h = bcfs_handle_new(fs, in);
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	fi->fh = h->id;
-	fi->keep_cache = 0; /* close-to-open: drop cached pages of earlier opens */
-	if (fuse_reply_open(req, fi))
-		bcfs_handle_free(fs, h);
-}
-
-/* The handle of fi with a reference (drop with bcfs_handle_put), or NULL after replying
- * EBADF. */
-static struct bcfs_handle *HANDLE(fuse_req_t req, struct fuse_file_info *fi)
-{
-	struct bcfs_handle *h = bcfs_handle_get(FS(req), fi->fh);
-
-	if (!h)
-		fuse_reply_err(req, EBADF);
-	return h;
-}
-
-static void bcfs_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		      struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_handle *h = HANDLE(req, fi);
-	size_t got = 0;
-	char *buf;
-	int rc;
-
-	(void)ino;
-	if (!h)
-		return;
-	atomic_fetch_add(&fs->n.reads, 1);
-	if (!h->inode) {
-		bcfs_ctl_read(req, h, size, off);
-		goto out;
-	}
-	buf = malloc(size ? size : 1);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		goto out;
-	}
-	rc = bcfs_data_read(fs, h->inode, buf, size, (uint64_t)off, &got);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-	} else {
-		atomic_fetch_add(&fs->n.read_bytes, got);
-		fuse_reply_buf(req, buf, got);
-	}
-	free(buf);
-out:
-	bcfs_handle_put(fs, h);
-}
-
-static void bcfs_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
-		       struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_handle *h = HANDLE(req, fi);
-	int rc;
-
-	(void)ino;
-	if (!h)
-		return;
-	atomic_fetch_add(&fs->n.writes, 1);
-	if (!h->inode) {
-		bcfs_ctl_write(fs, req, h, buf, size);
-	} else {
-		rc = bcfs_data_write(fs, h->inode, buf, size, (uint64_t)off);
-		if (rc) {
-			fuse_reply_err(req, -rc);
-		} else {
-			atomic_fetch_add(&fs->n.write_bytes, size);
-			fuse_reply_write(req, size);
-		}
-	}
-	bcfs_handle_put(fs, h);
-}
-
-static void bcfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_handle *h = HANDLE(req, fi);
-
-	(void)ino;
-	if (!h)
-		return;
-	atomic_fetch_add(&fs->n.flushes, 1);
-	fuse_reply_err(req, h->inode ? -bcfs_data_flush_ns(fs, h->inode) : 0);
-	bcfs_handle_put(fs, h);
-}
-
-static void bcfs_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_handle *h = HANDLE(req, fi);
-	int rc = 0;
-
-	(void)ino;
-	if (!h)
-		return;
-	if (h->inode) {
-		rc = bcfs_data_flush_ns(fs, h->inode);
-		if (rc)
-			bcfs_log(BC_LOG_ERROR, "write-back at close failed: %s", bc_strerror(rc));
-	} else {
-		bcfs_ctl_release(fs, h);
-	}
-	bcfs_handle_put(fs, h); /* this request's reference */
-	bcfs_handle_free(fs, h); /* the open's */
-	fuse_reply_err(req, 0);
-}
-
-static void bcfs_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_handle *h = HANDLE(req, fi);
-	int rc = 0;
-
-	(void)ino;
-	(void)datasync;
-	if (!h)
-		return;
-	atomic_fetch_add(&fs->n.fsyncs, 1);
-	if (h->inode)
-		rc = bcfs_data_flush_ns(fs, h->inode);
-	bcfs_handle_put(fs, h);
-	if (!rc && !fs->ro)
-		rc = bc_sync(fs->db);
-	fuse_reply_err(req, -rc);
-}
-
-/* ---- directories ---- */
-
-struct dir_ent {
-	char *name;
-	unsigned char type; /* DT_DIR or DT_UNKNOWN */
-	fuse_ino_t ino;
-};
-
-struct dir_list {
-	struct dir_ent *e;
-	size_t n, cap;
-	size_t *slots; /* open-addressed name -> index+1 */
-	size_t nslots;
-};
-
-static uint64_t name_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ull;
-
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 1099511628211ull;
-	return h;
-}
-
-static void dir_list_free(struct dir_list *l)
-{
-	if (!l)
-		return;
-	for (size_t i = 0; i < l->n; i++)
-		free(l->e[i].name);
-	free(l->e);
-	free(l->slots);
-	free(l);
-}
-
-static int dir_list_add(struct dir_list *l, const char *name, unsigned char type, fuse_ino_t ino)
-{
-	size_t i;
-
-	if (2 * (l->n + 1) > l->nslots) {
-		size_t ns = l->nslots ? 2 * l->nslots : 64;
-		size_t *s = calloc(ns, sizeof(*s));
-
-		if (!s)
-			return -ENOMEM;
-		for (size_t j = 0; j < l->n; j++) {
-			for (i = name_hash(l->e[j].name) % ns; s[i]; i = (i + 1) % ns)
-				;
-			s[i] = j + 1;
-		}
-		free(l->slots);
-		l->slots = s;
-		l->nslots = ns;
-	}
-	for (i = name_hash(name) % l->nslots; l->slots[i]; i = (i + 1) % l->nslots) {
-		struct dir_ent *e = &l->e[l->slots[i] - 1];
-
-		if (!strcmp(e->name, name)) {
-			if (type == DT_DIR)
-				e->type = DT_DIR; /* a directory shadows a file of the same name */
-			return 0;
-		}
-	}
-	if (l->n == l->cap) {
-		size_t nc = l->cap ? 2 * l->cap : 32;
-		struct dir_ent *ne = realloc(l->e, nc * sizeof(*ne));
-
-		if (!ne)
-			return -ENOMEM;
-		l->e = ne;
-		l->cap = nc;
-	}
-	l->e[l->n].name = strdup(name);
-	if (!l->e[l->n].name)
-		return -ENOMEM;
-	l->e[l->n].type = type;
-	l->e[l->n].ino = ino;
-	l->slots[i] = ++l->n;
-	return 0;
-}
-
-/*
- * Add the children of kp found in space (keys there start with pfx: "" or "d"), skipping
- * past each child directory's subtree so the cost is in proportion to the entries.
- */
-static int list_space(struct bcfs *fs, struct dir_list *l, unsigned space, const char *pfx,
-		      size_t pfxlen, const char *kp, size_t kplen)
-{
-	struct bc_iter *it;
-	const void *kv;
-	size_t kl, plen = pfxlen + kplen;
-	char *prefix = malloc(plen + 1), *seek = NULL;
-	size_t seekcap = 0;
-	struct bcfs_child ch;
-	int rc;
-
-	if (!prefix)
-		return -ENOMEM;
-	memcpy(prefix, pfx, pfxlen);
-	memcpy(prefix + pfxlen, kp, kplen);
-	rc = bc_iter_new(fs->db, space, prefix, plen, &it);
-	free(prefix);
-	if (rc)
-		return rc;
-	while ((rc = bc_iter_next(it, &kv, &kl, NULL)) == 0) {
-		const char *k = (const char *)kv + pfxlen;
-		size_t klen = kl - pfxlen;
-
-		if (pfxlen && klen == kplen)
-			continue; /* this directory's own marker */
-		bcfs_child_of(kp, kplen, k, klen, &ch);
-		if (ch.kind != BCFS_CHILD_NONE) {
-			rc = dir_list_add(l, ch.name,
-					  ch.kind == BCFS_CHILD_DIR ? DT_DIR : DT_UNKNOWN, 0);
-			if (rc)
-				break;
-		}
-		if (ch.skip_len) {
-			size_t sl = pfxlen + ch.skip_len;
-
-			if (sl > seekcap) {
-				char *p = realloc(seek, sl);
-
-				if (!p) {
-					rc = -ENOMEM;
-					break;
-				}
-				seek = p;
-				seekcap = sl;
-			}
-			memcpy(seek, kv, sl);
-			seek[sl - 1]++; /* the byte after '/': past the whole subtree */
-			rc = bc_iter_seek(it, seek, sl);
-			if (rc)
-				break;
-		}
-	}
-	bc_iter_free(it);
-	free(seek);
-	return rc == -ENOENT ? 0 : rc;
-}
-
-static int list_dir(struct bcfs *fs, struct bcfs_inode *dir, struct dir_list **out)
-{
-	struct dir_list *l = calloc(1, sizeof(*l));
-	unsigned space;
-	char *kp;
-	size_t kplen;
-	int rc;
-
-	*out = NULL;
-	if (!l)
-		return -ENOMEM;
-	rc = bcfs_inode_key(dir, &space, &kp, &kplen);
-	if (rc) {
-		free(l);
-		return rc;
-	}
-	rc = dir_list_add(l, ".", DT_DIR, dir->ino);
-	if (!rc)
-		rc = dir_list_add(l, "..", DT_DIR, FUSE_ROOT_ID);
-	if (!rc && kplen == 0)
-		rc = dir_list_add(l, BCFS_CTL_NAME, DT_DIR, BCFS_INO_CTL_DIR);
-	if (!rc)
-		rc = list_space(fs, l, BC_SPACE_USER, "", 0, kp, kplen);
-	if (!rc && !bcfs_kp_is_cont(kp, kplen))
-		rc = list_space(fs, l, BCFS_SPACE_FS, "d", 1, kp, kplen);
-	if (!rc && kplen && !bcfs_kp_is_cont(kp, kplen)) {
-		rc = key_exists(fs, BC_SPACE_USER, kp, kplen - 1);
-		if (rc > 0)
-			rc = dir_list_add(l, "%@", DT_UNKNOWN, 0);
-	}
-	free(kp);
-	if (rc < 0) {
-		dir_list_free(l);
-		return rc;
-	}
-	*out = l;
-	return 0;
-}
-
-static void bcfs_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct bcfs_inode *in;
-
-	fi->fh = 0;
-	if (bcfs_ctl_is(ino)) {
-		fuse_reply_open(req, fi);
-		return;
-	}
-	in = get_inode(req, ino);
-	if (!in || in->kind != BCFS_DIR) {
-		fuse_reply_err(req, in ? ENOTDIR : ESTALE);
-		return;
-	}
-	/* The listing is built at offset 0 and kept here so later offsets index into it. */
-	fi->fh = (uint64_t)(uintptr_t)calloc(1, sizeof(struct dir_list *));
-	if (!fi->fh) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	if (fuse_reply_open(req, fi))
-		free((void *)(uintptr_t)fi->fh);
-}
-
-static void bcfs_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-			 struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-	struct dir_list **lp = (struct dir_list **)(uintptr_t)fi->fh, *l;
-	struct bcfs_inode *in;
-	char *buf;
-	size_t pos = 0;
-	int rc;
-
-	atomic_fetch_add(&fs->n.readdirs, 1);
-	if (bcfs_ctl_is(ino)) {
-		bcfs_ctl_readdir(req, size, off);
-		return;
-	}
-	in = get_inode(req, ino);
-	if (!in) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (off == 0 || !*lp) {
-		/* (Re)read the directory: rewinddir sees changes. */
-		dir_list_free(*lp);
-		*lp = NULL;
-		rc = list_dir(fs, in, lp);
-		if (rc) {
-			fuse_reply_err(req, -rc);
-			return;
-		}
-	}
-	l = *lp;
-	buf = malloc(size);
-	if (!buf) {
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	for (size_t i = (size_t)off; i < l->n; i++) {
-		struct stat st = {.st_ino = l->e[i].ino ? l->e[i].ino : 0xffffffffu,
-				  .st_mode = (mode_t)l->e[i].type << 12};
-		size_t n = fuse_add_direntry(req, buf + pos, size - pos, l->e[i].name, &st,
-					     (off_t)(i + 1));
-
-		if (n > size - pos)
-			break;
-		pos += n;
-	}
-	fuse_reply_buf(req, buf, pos);
-	free(buf);
-}
-
-static void bcfs_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct dir_list **lp = (struct dir_list **)(uintptr_t)fi->fh;
-
-	(void)ino;
-	if (lp) {
-		dir_list_free(*lp);
-		free(lp);
-	}
-	fuse_reply_err(req, 0);
-}
-
-static void bcfs_fsyncdir(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
-{
-	struct bcfs *fs = FS(req);
-
-	(void)ino;
-	(void)datasync;
-	(void)fi;
-	fuse_reply_err(req, fs->ro ? 0 : -bc_sync(fs->db));
-}
-
 static void bcfs_statfs(fuse_req_t req, fuse_ino_t ino)
 {
-	struct bcfs *fs = FS(req);
+	struct bcfs *fs = bcfs_of(req);
 	struct statvfs sv;
 	struct bc_stats st = {0};
 
@@ -1705,144 +1275,6 @@ static void bcfs_statfs(fuse_req_t req, fuse_ino_t ino)
 /* ---- xattrs ---- */
 
 /* Load the metadata of ino (file or directory); *in receives the inode. */
-static int xattr_load(struct bcfs *fs, fuse_ino_t ino, struct bcfs_inode **inp, struct bcfs_meta *m)
-{
-	struct bcfs_inode *in = bcfs_ctl_is(ino) ? NULL : bcfs_inode_find(fs, ino);
-
-	*inp = in;
-	memset(m, 0, sizeof(*m));
-	if (!in)
-		return bcfs_ctl_is(ino) ? -ENOTSUP : -ESTALE;
-	if (in->kind == BCFS_DIR)
-		return dir_meta(fs, in->key, in->klen, m, NULL);
-	return bcfs_meta_load(fs, in->space, in->key, in->klen, m, NULL);
-}
-
-static void bcfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *in;
-	struct bcfs_meta m;
-	const struct bcfs_xattr *x;
-	int rc;
-
-	if (strncmp(name, "user.", 5)) {
-		fuse_reply_err(req, bcfs_ctl_is(ino) ? ENOTSUP : ENODATA);
-		return;
-	}
-	pthread_rwlock_rdlock(&fs->ns);
-	rc = xattr_load(fs, ino, &in, &m);
-	pthread_rwlock_unlock(&fs->ns);
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	x = bcfs_meta_xattr_get(&m, name);
-	if (!x)
-		fuse_reply_err(req, ENODATA);
-	else if (size == 0)
-		fuse_reply_xattr(req, x->vlen);
-	else if (size < x->vlen)
-		fuse_reply_err(req, ERANGE);
-	else
-		fuse_reply_buf(req, x->value, x->vlen);
-	bcfs_meta_release(&m);
-}
-
-static void bcfs_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *in;
-	struct bcfs_meta m;
-	size_t n;
-	char *buf;
-	int rc;
-
-	pthread_rwlock_rdlock(&fs->ns);
-	rc = xattr_load(fs, ino, &in, &m);
-	pthread_rwlock_unlock(&fs->ns);
-	if (rc == -ENOTSUP) {
-		memset(&m, 0, sizeof(m));
-		rc = 0;
-	}
-	if (rc) {
-		fuse_reply_err(req, -rc);
-		return;
-	}
-	n = bcfs_meta_xattr_list_size(&m);
-	if (size == 0) {
-		fuse_reply_xattr(req, n);
-	} else if (size < n) {
-		fuse_reply_err(req, ERANGE);
-	} else {
-		buf = malloc(n + 1);
-		if (buf) {
-			bcfs_meta_xattr_list(&m, buf);
-			fuse_reply_buf(req, buf, n);
-			free(buf);
-		} else {
-			fuse_reply_err(req, ENOMEM);
-		}
-	}
-	bcfs_meta_release(&m);
-}
-
-/* Read-modify-write one xattr: value NULL removes it. */
-static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			 size_t size, int flags)
-{
-	struct bcfs *fs = FS(req);
-	struct bcfs_inode *in;
-	struct bcfs_meta m;
-	int rc;
-
-	if (strncmp(name, "user.", 5) || bcfs_ctl_is(ino)) {
-		fuse_reply_err(req, ENOTSUP);
-		return;
-	}
-	if (fs->ro) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	pthread_rwlock_wrlock(&fs->ns);
-	rc = xattr_load(fs, ino, &in, &m);
-	if (!rc)
-		rc = value ? bcfs_meta_xattr_set(&m, name, value, size, flags)
-			   : bcfs_meta_xattr_remove(&m, name);
-	if (!rc) {
-		m.ctime_ns = bcfs_now_ns();
-		if (bcfs_meta_size(&m) > BCFS_META_MAX)
-			rc = -ENOSPC;
-		else if (in->kind == BCFS_DIR)
-			rc = bcfs_kp_is_cont(in->key, in->klen)
-				? -ENOTSUP
-				: dir_meta_store(fs, in->key, in->klen, &m);
-		else
-			rc = bcfs_data_flush(fs, in);
-		if (!rc && in->kind == BCFS_FILE) {
-			pthread_mutex_lock(&in->lock);
-			if (in->mtime_dirty)
-				m.mtime_ns = in->mtime_ns;
-			rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
-			pthread_mutex_unlock(&in->lock);
-		}
-	}
-	pthread_rwlock_unlock(&fs->ns);
-	bcfs_meta_release(&m);
-	fuse_reply_err(req, -rc);
-}
-
-static void bcfs_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
-			  size_t size, int flags)
-{
-	xattr_change(req, ino, name, value ? value : "", size, flags);
-}
-
-static void bcfs_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
-{
-	xattr_change(req, ino, name, NULL, 0, 0);
-}
-
 static void bcfs_access(fuse_req_t req, fuse_ino_t ino, int mask)
 {
 	(void)ino;
