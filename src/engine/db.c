@@ -143,6 +143,22 @@ void bc_files_retire(struct bc_db *db, uint32_t slot)
 	bc_file_put(db, f);
 }
 
+struct bc_file *bc_active_file(struct bc_db *db)
+{
+	pthread_rwlock_rdlock(&db->kd_lock);
+	struct bc_file *f = db->files[db->active];
+	pthread_rwlock_unlock(&db->kd_lock);
+	return f;
+}
+
+uint64_t bc_next_object(struct bc_db *db)
+{
+	pthread_rwlock_rdlock(&db->kd_lock);
+	uint64_t n = db->next_object;
+	pthread_rwlock_unlock(&db->kd_lock);
+	return n;
+}
+
 uint64_t bc_files_max_id(struct bc_db *db)
 {
 	uint64_t m = 0;
@@ -169,7 +185,7 @@ int bc_file_create(struct bc_db *db, uint64_t id, bool tmp, struct bc_file **out
 		.kind = BC_KIND_DATA,
 		.chunk_size = BC_CHUNK_SIZE,
 		.id = id,
-		.next_object = db->next_object,
+		.next_object = bc_next_object(db),
 		.created_ns = bc_now_ns(),
 	};
 	uint8_t hdr[BC_FILE_HEADER_SIZE];
@@ -202,7 +218,7 @@ static int hint_open_for(struct bc_db *db, struct bc_file *f)
 {
 	char name[BC_FILE_NAME_MAX];
 	bc_file_name(name, f->id, BC_HINT_SUFFIX);
-	return bc_hint_writer_open(db->io, db->dirfd, name, f->id, db->next_object,
+	return bc_hint_writer_open(db->io, db->dirfd, name, f->id, bc_next_object(db),
 				   &db->active_hint);
 }
 
@@ -211,7 +227,7 @@ static int hint_finish_active(struct bc_db *db)
 {
 	if (!db->active_hint)
 		return 0;
-	struct bc_file *f = db->files[db->active];
+	struct bc_file *f = bc_active_file(db);
 	int rc = bc_hint_writer_finish(db->active_hint, f->size);
 	db->active_hint = NULL;
 	if (rc)
@@ -224,7 +240,7 @@ static int hint_finish_active(struct bc_db *db)
 
 int bc_rotate(struct bc_db *db)
 {
-	struct bc_file *old = db->files[db->active];
+	struct bc_file *old = bc_active_file(db);
 	int rc = bc_io_fdatasync(db->io, old->fd);
 	if (rc) {
 		db->write_error = rc;
@@ -237,7 +253,9 @@ int bc_rotate(struct bc_db *db)
 	pthread_mutex_unlock(&db->sync_mu);
 	hint_finish_active(db);
 
+	pthread_rwlock_rdlock(&db->kd_lock);
 	uint64_t id = (bc_files_max_id(db) / BC_ID_STEP + 1) * BC_ID_STEP;
+	pthread_rwlock_unlock(&db->kd_lock);
 	struct bc_file *f;
 	rc = bc_file_create(db, id, false, &f);
 	if (rc)
@@ -275,12 +293,12 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 {
 	if (db->write_error)
 		return db->write_error;
-	struct bc_file *f = db->files[db->active];
+	struct bc_file *f = bc_active_file(db);
 	if (f->size > BC_FILE_HEADER_SIZE && f->size + len > db->opt.max_file_size) {
 		int rc = bc_rotate(db);
 		if (rc)
 			return rc;
-		f = db->files[db->active];
+		f = bc_active_file(db);
 	}
 	if (f->size + len > BC_MAX_FILE_SIZE + BC_MAX_RECORD)
 		return -EFBIG;
@@ -611,5 +629,5 @@ int bc_close(struct bc_db *db)
 
 int bc_active_hint_open(struct bc_db *db)
 {
-	return hint_open_for(db, db->files[db->active]);
+	return hint_open_for(db, bc_active_file(db));
 }

@@ -106,7 +106,12 @@ void bc_files_retire(struct bc_db *db, uint32_t slot);
 
 /* Create a new, empty data file with the given id (header written). */
 int bc_file_create(struct bc_db *db, uint64_t id, bool tmp, struct bc_file **out);
-/* Largest id of any file in the table. */
+/* The active file (takes kd_lock briefly; the file itself stays valid while it is
+ * active, and its retirement needs wlock). */
+struct bc_file *bc_active_file(struct bc_db *db);
+/* The object id counter, read under kd_lock. */
+uint64_t bc_next_object(struct bc_db *db);
+/* Largest id of any file in the table (kd_lock held, or single-threaded). */
 uint64_t bc_files_max_id(struct bc_db *db);
 
 /*

@@ -119,7 +119,7 @@ static int out_open(struct out *o)
 	o->slot = (uint32_t)slot;
 	/* Hints live in a list parallel to done[]; keep one writer per output. */
 	struct bc_hint_writer *h = NULL;
-	if (bc_hint_writer_open(db->io, db->dirfd, hname, f->id, db->next_object, &h))
+	if (bc_hint_writer_open(db->io, db->dirfd, hname, f->id, bc_next_object(db), &h))
 		h = NULL;
 	o->hint = h;
 	return 0;
