@@ -194,6 +194,14 @@ int bc_stat(struct bc_db *db, unsigned space, const void *key, size_t klen, stru
 int bc_get_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, void *buf,
 		size_t cap, size_t *mlen);
 
+/*
+ * bc_stat and bc_get_meta in one read of the key's record (the whole record, value
+ * included for an inline value, so its CRC is checked): fills *st, copies up to cap bytes
+ * of metadata into buf and sets *mlen to its full length.
+ */
+int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		 struct bc_stat *st, void *buf, size_t cap, size_t *mlen);
+
 /* Remove key. Returns -ENOENT (and writes nothing) if it is missing. */
 int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen);
 

@@ -331,6 +331,31 @@ int bc_get_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, 
 	return 0;
 }
 
+int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		 struct bc_stat *st, void *buf, size_t cap, size_t *mlen)
+{
+	struct bc_kval v;
+	uint8_t *rb;
+	struct bc_record rec;
+	memset(st, 0, sizeof(*st));
+	*mlen = 0;
+	if (!buf && cap)
+		return -EINVAL;
+	int rc = key_record(db, space, key, klen, &v, &rb, &rec);
+	if (rc)
+		return rc;
+	st->mtime_ns = rec.time_ns;
+	st->expire_s = rec.expire_s;
+	st->meta_len = rec.mlen;
+	st->chunked = rec.type == BC_REC_LINK;
+	st->size = rec.type == BC_REC_LINK ? rec.size : rec.vlen;
+	if (cap && rec.mlen)
+		memcpy(buf, rec.meta, rec.mlen < cap ? rec.mlen : cap);
+	*mlen = rec.mlen;
+	free(rb);
+	return 0;
+}
+
 /* ---- iteration ---- */
 
 #define ITER_BATCH 64

@@ -50,30 +50,38 @@ int bcfs_meta_load(struct bcfs *fs, unsigned space, const void *key, size_t klen
 		   struct bcfs_meta *m, struct bc_stat *stp)
 {
 	struct bc_stat st;
-	uint8_t *buf;
+	uint8_t small[256], *buf = small;
 	size_t mlen;
 	int rc;
 
 	memset(m, 0, sizeof(*m));
-	rc = bc_stat(fs->db, space, key, klen, &st);
-	if (rc)
-		return rc;
-	if (stp)
-		*stp = st;
-	if (st.meta_len) {
-		buf = malloc(st.meta_len);
+	/* One read of the record gives size, times and metadata; metadata larger than the
+	 * stack buffer (many xattrs) takes a second read. */
+	rc = bc_stat_meta(fs->db, space, key, klen, &st, small, sizeof(small), &mlen);
+	if (!rc && mlen > sizeof(small)) {
+		buf = malloc(mlen);
 		if (!buf)
 			return -ENOMEM;
-		rc = bc_get_meta(fs->db, space, key, klen, buf, st.meta_len, &mlen);
-		if (!rc && bcfs_meta_decode(buf, mlen < st.meta_len ? mlen : st.meta_len, m) == 0 &&
-		    (S_ISREG(m->mode) || S_ISLNK(m->mode) || S_ISDIR(m->mode))) {
-			free(buf);
-			return 0;
-		}
-		free(buf);
-		if (rc)
-			return rc;
+		size_t got;
+		rc = bc_get_meta(fs->db, space, key, klen, buf, mlen, &got);
+		if (!rc && got != mlen)
+			rc = -EAGAIN; /* changed between the reads; the caller's request fails */
 	}
+	if (rc) {
+		if (buf != small)
+			free(buf);
+		return rc;
+	}
+	if (stp)
+		*stp = st;
+	if (mlen && bcfs_meta_decode(buf, mlen, m) == 0 &&
+	    (S_ISREG(m->mode) || S_ISLNK(m->mode) || S_ISDIR(m->mode))) {
+		if (buf != small)
+			free(buf);
+		return 0;
+	}
+	if (buf != small)
+		free(buf);
 	/* Written without (usable) metadata: a plain file of the mount's owner. */
 	bcfs_meta_release(m);
 	default_meta(fs, m, S_IFREG | 0644, (int64_t)st.mtime_ns);

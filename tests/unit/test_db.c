@@ -205,6 +205,12 @@ START_TEST(large_values)
 	expect_s("st", NULL); /* nothing visible before commit */
 	ck_assert_int_eq(bc_stream_commit(sm, "m", 1, 0), 0);
 	expect_bytes("st", v, len);
+	char mb[4];
+	size_t ml;
+	ck_assert_int_eq(bc_stat_meta(db, 0, "st", 2, &st, mb, sizeof(mb), &ml), 0);
+	ck_assert(st.chunked && st.size == len && st.meta_len == 1 && ml == 1 && mb[0] == 'm');
+	ck_assert_uint_gt(st.mtime_ns, 0);
+	ck_assert_int_eq(bc_stat_meta(db, 0, "nope", 4, &st, mb, sizeof(mb), &ml), -ENOENT);
 	struct bc_options o = opts();
 	reopen(&o);
 	expect_bytes("st", v, len);
