@@ -289,7 +289,8 @@ out_drop:;
 	return rc;
 }
 
-int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset)
+int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset,
+	      uint64_t *mark)
 {
 	if (db->write_error)
 		return db->write_error;
@@ -317,11 +318,9 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 		}
 		return rc;
 	}
-	pthread_rwlock_wrlock(&db->kd_lock);
-	f->size = off + len;
-	pthread_rwlock_unlock(&db->kd_lock);
 	pthread_mutex_lock(&db->sync_mu);
 	db->appended += len;
+	*mark = db->appended;
 	pthread_mutex_unlock(&db->sync_mu);
 	*slot = db->active;
 	*offset = off;

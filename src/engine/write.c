@@ -23,6 +23,11 @@ struct wrec {
 	bc_effect e;
 };
 
+/* Small writes (one put of a few KiB) never touch the heap: the builder starts with
+ * buffers of its own and moves to the heap only when they are outgrown. */
+#define WB_INLINE 4096
+#define WB_INLINE_RECS 4
+
 struct wb {
 	uint8_t *buf;
 	size_t len, cap;
@@ -30,11 +35,18 @@ struct wb {
 	size_t n, cap_v;
 	bool batch;   /* members flagged; a BATCH record is put in front at commit */
 	uint64_t now;
+	uint8_t ibuf[WB_INLINE];
+	struct wrec iv[WB_INLINE_RECS];
 };
 
 static void wb_init(struct wb *w, bool batch)
 {
-	memset(w, 0, sizeof(*w));
+	w->buf = w->ibuf;
+	w->cap = sizeof(w->ibuf);
+	w->len = 0;
+	w->v = w->iv;
+	w->cap_v = WB_INLINE_RECS;
+	w->n = 0;
 	w->batch = batch;
 	w->now = bc_now_ns();
 	if (batch)
@@ -43,20 +55,24 @@ static void wb_init(struct wb *w, bool batch)
 
 static void wb_release(struct wb *w)
 {
-	free(w->buf);
-	free(w->v);
+	if (w->buf != w->ibuf)
+		free(w->buf);
+	if (w->v != w->iv)
+		free(w->v);
 }
 
 static int wb_reserve(struct wb *w, size_t more)
 {
 	if (w->len + more <= w->cap)
 		return 0;
-	size_t cap = w->cap ? w->cap : 4096;
+	size_t cap = w->cap * 2;
 	while (cap < w->len + more)
 		cap *= 2;
-	uint8_t *b = realloc(w->buf, cap);
+	uint8_t *b = w->buf == w->ibuf ? malloc(cap) : realloc(w->buf, cap);
 	if (!b)
 		return -ENOMEM;
+	if (w->buf == w->ibuf)
+		memcpy(b, w->ibuf, w->len);
 	w->buf = b;
 	w->cap = cap;
 	return 0;
@@ -71,10 +87,13 @@ static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void
 {
 	size_t total = BC_REC_HEADER_SIZE + e->klen + e->mlen + l1 + l2;
 	if (w->n == w->cap_v) {
-		size_t cap = w->cap_v ? w->cap_v * 2 : 16;
-		struct wrec *v = realloc(w->v, cap * sizeof(*v));
+		size_t cap = w->cap_v * 2;
+		struct wrec *v = w->v == w->iv ? malloc(cap * sizeof(*v))
+					       : realloc(w->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
+		if (w->v == w->iv)
+			memcpy(v, w->iv, sizeof(w->iv));
 		w->v = v;
 		w->cap_v = cap;
 	}
@@ -120,11 +139,12 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 	}
 	uint32_t slot;
 	uint64_t base;
-	int rc = bc_append(db, w->buf, w->len, &slot, &base);
+	int rc = bc_append(db, w->buf, w->len, &slot, &base, mark);
 	if (rc)
 		return rc;
 	struct bc_dropped dropped = { 0 };
 	pthread_rwlock_wrlock(&db->kd_lock);
+	db->files[slot]->size = base + w->len;
 	for (size_t i = 0; i < w->n && !rc; i++) {
 		bc_effect *e = &w->v[i].e;
 		e->offset = (uint32_t)(base + w->v[i].off);
@@ -148,9 +168,6 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 		       db->dir, bc_strerror(rc));
 		return rc;
 	}
-	pthread_mutex_lock(&db->sync_mu);
-	*mark = db->appended;
-	pthread_mutex_unlock(&db->sync_mu);
 	return 0;
 }
 
