@@ -216,6 +216,13 @@ int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen);
 int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
 	     const void *buf, size_t len);
 
+/*
+ * bc_write that also replaces the key's metadata (meta may be NULL when mlen is 0), in the
+ * same records: a file system's data and modification time change together.
+ */
+int bc_write_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
+		  const void *buf, size_t len, const void *meta, size_t mlen);
+
 /* Set the value's length, cutting or extending with zeros. -ENOENT if missing. */
 int bc_truncate(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t size);
 

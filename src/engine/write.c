@@ -211,6 +211,7 @@ struct cur {
 	uint32_t mlen;
 	const uint8_t *value;  /* inline value */
 	uint8_t *rbuf;         /* owns meta and value */
+	bool relink;           /* meta was replaced: the key's record must be rewritten */
 };
 
 static void cur_release(struct cur *c)
@@ -534,7 +535,7 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 		uint64_t dl = we > dlen ? we : dlen;
 		rc = add_chunk(&w, c->object_id, (uint32_t)i, cbuf, dl);
 	}
-	if (!rc && nsize != old)
+	if (!rc && (nsize != old || c->relink))
 		rc = add_link(&w, space, key, klen, c->meta, c->mlen, c->expire_s, c->object_id,
 			      nsize);
 	if (!rc && w.n == 1) {
@@ -642,8 +643,19 @@ static int inline_write(struct bc_db *db, unsigned space, const void *key, size_
 	return rc;
 }
 
+static int add_remeta(struct wb *w, unsigned space, const void *key, size_t klen,
+		      const struct cur *c, const void *meta, size_t mlen);
+
+/* New metadata for a write, or none (keep the key's). */
+struct newmeta {
+	bool set;
+	const void *meta;
+	size_t mlen;
+};
+
 static int write_piece(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		       uint64_t off, const uint8_t *buf, size_t len, uint64_t *mark)
+		       uint64_t off, const uint8_t *buf, size_t len, const struct newmeta *nm,
+		       uint64_t *mark)
 {
 	struct cur c;
 	int rc = cur_load(db, space, key, klen, &c);
@@ -654,32 +666,45 @@ static int write_piece(struct bc_db *db, unsigned space, const void *key, size_t
 	}
 	if (rc)
 		return rc;
+	if (nm->set) {
+		c.meta = nm->meta;
+		c.mlen = (uint32_t)nm->mlen;
+		c.relink = true;
+	}
 	uint64_t nsize = off + len > c.size ? off + len : c.size;
 	if (!len)
 		nsize = c.size; /* an empty write creates the key but never extends it */
-	if (!len && c.present)
+	if (!len && c.present && !c.relink) {
 		rc = 0;
-	else if (c.object)
+	} else if (!len && c.present) {
+		struct wb w;
+		wb_init(&w, false);
+		rc = add_remeta(&w, space, key, klen, &c, c.meta, c.mlen);
+		if (!rc)
+			rc = wb_commit(db, &w, mark);
+		wb_release(&w);
+	} else if (c.object) {
 		rc = object_write(db, space, key, klen, &c, off, buf, len, mark);
-	else if (nsize <= BC_MAX_INLINE)
+	} else if (nsize <= BC_MAX_INLINE) {
 		rc = inline_write(db, space, key, klen, &c, nsize, off, buf, len, mark);
-	else
+	} else {
 		rc = convert_write(db, space, key, klen, &c, nsize, off, buf, len, mark);
+	}
 	cur_release(&c);
 	return rc;
 }
 
-int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
-	     const void *buf, size_t len)
+static int write_common(struct bc_db *db, unsigned space, const void *key, size_t klen,
+			uint64_t off, const void *buf, size_t len, const struct newmeta *nm)
 {
 	int rc = check_writable(db);
 	if (!rc)
 		rc = check_key(space, key, klen);
 	if (rc)
 		return rc;
-	if (!buf && len)
+	if ((!buf && len) || (nm->set && !nm->meta && nm->mlen))
 		return -EINVAL;
-	if (off > BC_MAX_VALUE || len > BC_MAX_VALUE - off)
+	if (off > BC_MAX_VALUE || len > BC_MAX_VALUE - off || nm->mlen > BC_MAX_META)
 		return -EFBIG;
 	const uint8_t *p = buf;
 	uint64_t mark = 0;
@@ -689,7 +714,7 @@ int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uin
 		if (n > BC_WRITE_ATOMIC)
 			n = (size_t)(BC_WRITE_ATOMIC - off % BC_CHUNK_SIZE);
 		pthread_mutex_lock(&db->wlock);
-		rc = write_piece(db, space, key, klen, off, p, n, &mark);
+		rc = write_piece(db, space, key, klen, off, p, n, nm, &mark);
 		pthread_mutex_unlock(&db->wlock);
 		off += n;
 		p += n;
@@ -697,6 +722,20 @@ int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uin
 	} while (!rc && len);
 	atomic_fetch_add(&db->n_put, 1);
 	return rc ? rc : bc_commit_wait(db, mark);
+}
+
+int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
+	     const void *buf, size_t len)
+{
+	struct newmeta nm = { 0 };
+	return write_common(db, space, key, klen, off, buf, len, &nm);
+}
+
+int bc_write_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
+		  const void *buf, size_t len, const void *meta, size_t mlen)
+{
+	struct newmeta nm = { .set = true, .meta = meta, .mlen = mlen };
+	return write_common(db, space, key, klen, off, buf, len, &nm);
 }
 
 static int truncate_locked(struct bc_db *db, unsigned space, const void *key, size_t klen,

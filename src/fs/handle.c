@@ -128,6 +128,35 @@ static int flush_meta(struct bcfs *fs, struct bcfs_inode *in)
 	return rc;
 }
 
+/* Data and the new mtime in one engine write (in->lock held, ns held). */
+static int flush_both(struct bcfs *fs, struct bcfs_inode *in)
+{
+	struct bcfs_meta m;
+	uint8_t *buf;
+	int rc, n;
+
+	rc = bcfs_meta_load(fs, in->space, in->key, in->klen, &m, NULL);
+	if (rc)
+		return rc;
+	m.mtime_ns = in->mtime_ns;
+	m.ctime_ns = in->mtime_ns;
+	buf = malloc(bcfs_meta_size(&m) + 1);
+	n = buf ? bcfs_meta_encode(&m, buf, bcfs_meta_size(&m) + 1) : -ENOMEM;
+	bcfs_meta_release(&m);
+	if (n >= 0)
+		n = bc_write_meta(fs->db, in->space, in->key, in->klen, in->doff, in->dbuf, in->dlen,
+				  buf, (size_t)n);
+	free(buf);
+	if (n < 0)
+		return n;
+	atomic_fetch_sub(&fs->dirty_bytes, in->dlen);
+	in->dlen = 0;
+	free(in->dbuf);
+	in->dbuf = NULL;
+	in->mtime_dirty = false;
+	return 0;
+}
+
 int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in)
 {
 	int rc;
@@ -140,6 +169,8 @@ int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in)
 		free(in->dbuf);
 		in->dbuf = NULL;
 		in->mtime_dirty = false;
+	} else if (in->dlen && in->mtime_dirty) {
+		rc = flush_both(fs, in);
 	} else {
 		rc = flush_data(fs, in);
 		if (!rc)

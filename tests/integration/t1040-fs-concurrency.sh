@@ -57,8 +57,11 @@ wait_for 120 test "$(stat_of merge_state)" = idle || fail "merge did not finish"
 merges1=$(stat_of merges_done)
 [ "$merges1" -gt "$merges0" ] || fail "merges_done did not grow ($merges0 -> $merges1)"
 expect_eq "$(stat_of merges_requested)" 1 "merges_requested"
-dead1=$(stat_of dead_bytes)
-[ "$dead1" -lt "$dead0" ] || fail "merge did not reclaim dead bytes ($dead0 -> $dead1)"
+# Writers keep making dead bytes while the merge runs, so judge the merge by what it
+# reclaimed: at least half of the dead bytes that existed when it started.
+reclaimed=$(stat_of merge_reclaimed_bytes)
+[ "$reclaimed" -ge $((dead0 / 2)) ] ||
+	fail "merge reclaimed $reclaimed bytes of the $dead0 dead bytes there were"
 for n in 1 2 3; do
 	expect_eq "$(sort -u "$M/w/c$n")" "w$n v40" "final version of c$n"
 	expect_eq "$(wc -l <"$M/w/append$n")" 40 "appends of writer $n"
