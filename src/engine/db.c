@@ -566,6 +566,7 @@ int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_i
 			bc_log(db, BC_LOG_WARN, "%s: no background thread: %s", dir,
 			       strerror(errno));
 	}
+	db->opened = true;
 	*out = db;
 	return 0;
 
@@ -591,7 +592,10 @@ int bc_close(struct bc_db *db)
 		pthread_mutex_unlock(&db->bg_mu);
 		pthread_join(db->bg, NULL);
 	}
-	if (db->files && !db->opt.read_only && db->active != UINT32_MAX) {
+	/* A hint is written only for a store that opened: after a failed open the active
+	 * file's hint writer has not seen every record, and a hint lacking some would hide
+	 * them at the next open. */
+	if (db->opened && db->files && !db->opt.read_only && db->active != UINT32_MAX) {
 		pthread_mutex_lock(&db->wlock);
 		if (!db->write_error) {
 			rc = bc_io_fdatasync(db->io, db->files[db->active]->fd);

@@ -57,6 +57,7 @@ struct bc_db {
 	uint64_t live_keys;
 
 	struct bc_hint_writer *active_hint;
+	bool opened;            /* bc_open finished: close may write the active file's hint */
 	int write_error;        /* sticky: once a write or sync fails half-way, writes stop */
 
 	/* Group commit (sync_mu). */

@@ -375,6 +375,10 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		bc_log(db, BC_LOG_WARN, "%s/%s: hint failed verification; scanning %s", db->dir,
 		       hname, name);
 		covered = BC_FILE_HEADER_SIZE;
+		/* Remove it: once the data file grows past what it claims to cover (a cut torn
+		 * tail, then new appends) it would verify again and describe the wrong bytes. */
+		if (!db->opt.read_only)
+			bc_io_unlinkat(db->io, db->dirfd, hname);
 	} else if (rc == -ENOENT) {
 		covered = BC_FILE_HEADER_SIZE;
 	} else {

@@ -1100,6 +1100,9 @@ static int ov_state(struct bc_db *db, struct overlay *o, unsigned space, const u
 		e->loaded = true;
 	}
 	*out = e->c;
+	/* A put earlier in the batch may carry an expiry already past: gone, as outside. */
+	if (out->present && bc_expired(bc_expire32(out->expire_s), bc_now_ns() / 1000000000u))
+		out->present = false;
 	return 0;
 }
 
