@@ -205,6 +205,20 @@ static int check_hint(struct walk *w, uint64_t id)
 	return rc;
 }
 
+/* A hint whose data file is gone is a leftover (open ignores it): say so. */
+static int orphan_hint(void *arg, const char *name)
+{
+	struct walk *w = arg;
+	size_t n = strlen(name), sl = strlen(BC_HINT_SUFFIX);
+	if (n != 16 + sl || strcmp(name + 16, BC_HINT_SUFFIX))
+		return 0;
+	char data[BC_FILE_NAME_MAX];
+	snprintf(data, sizeof(data), "%.16s%s", name, BC_DATA_SUFFIX);
+	if (faccessat(w->dirfd, data, F_OK, 0) < 0 && errno == ENOENT)
+		problem(w, name, 0, "hint file without its data file");
+	return 0;
+}
+
 static int walk_dir(const char *dir, struct walk *w, bool hints)
 {
 	w->io = &bc_io_posix;
@@ -232,10 +246,11 @@ static int walk_dir(const char *dir, struct walk *w, bool hints)
 		if (!hrc && (fh.kind != BC_KIND_DATA || fh.id != fd.ids[i]))
 			hrc = -EBADMSG;
 		if (!rc && hrc) {
+			/* Open still recovers the records after a bad header: walk them too. */
 			problem(w, w->name, 0, "bad file header (%s)", bc_strerror(hrc));
-			if (w->dump) {
-				emit(w, NULL, 0, true, w->size);
-			}
+			emit(w, NULL, 0, true, BC_FILE_HEADER_SIZE);
+			if (w->size >= BC_FILE_HEADER_SIZE)
+				rc = walk_records(w);
 		} else if (!rc) {
 			rc = walk_records(w);
 			if (!rc && hints)
@@ -243,6 +258,8 @@ static int walk_dir(const char *dir, struct walk *w, bool hints)
 		}
 		close(w->fd);
 	}
+	if (!rc && hints)
+		rc = bc_io_listdir(w->io, w->dirfd, orphan_hint, w);
 	bc_found_release(&fd);
 	close(w->dirfd);
 	return rc;

@@ -57,7 +57,8 @@ struct out {
 	struct bc_hint_writer **hints; /* their hint writers (NULL: none) */
 	size_t ndone;
 	uint64_t written;
-	bool stuck; /* a record could not be moved: keep the run's files */
+	bool stuck; /* a record could not be moved (out of memory, or a chunk that points at
+		       damaged bytes): keep the run's files */
 };
 
 static int out_flush(struct out *o);
@@ -379,6 +380,19 @@ static int merge_file(struct out *o, const struct mfile *mf, bool older_outside)
 			break;
 		if (rc == BC_SCAN_DAMAGE) {
 			in_batch = false;
+			/* A chunk kept pointing at damaged bytes (recover.c) cannot be copied:
+			 * keep this file rather than turn the chunk into zeros. */
+			uint64_t obj;
+			uint32_t idx, size;
+			if (bc_scan_damaged_chunk(&s, &obj, &idx, &size)) {
+				struct bc_loc here = { mf->slot, (uint32_t)off, size };
+				pthread_rwlock_rdlock(&db->kd_lock);
+				struct bc_object *ob = bc_objtab_find(db->objs, obj);
+				struct bc_chunk *c = ob ? bc_object_chunk(ob, idx) : NULL;
+				if (c && bc_loc_eq(&c->loc, &here))
+					o->stuck = true;
+				pthread_rwlock_unlock(&db->kd_lock);
+			}
 			continue;
 		}
 		atomic_fetch_add(&db->merge_done, len);
@@ -494,8 +508,8 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 		goto out;
 	}
 	if (o.stuck) {
-		bc_log(db, BC_LOG_WARN, "%s: merge could not move every record (out of memory); "
-		       "the old files stay", db->dir);
+		bc_log(db, BC_LOG_WARN, "%s: merge could not move every record (out of memory, or "
+		       "a damaged chunk still in use); the old files stay", db->dir);
 		goto out;
 	}
 	/* Every live record of the run is in the outputs: retire and unlink the run. */

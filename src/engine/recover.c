@@ -210,6 +210,26 @@ static void note_damage(struct bc_db *db, const char *name, uint64_t off, uint64
 }
 
 /*
+ * A chunk whose record is damaged must not turn into a hole that reads as zeros: when the
+ * damage is one chunk record with a plausible header, point the chunk at those bytes, so a
+ * read of it fails its CRC (-EBADMSG) until the value is rewritten, and merge keeps the
+ * file (merge.c). A later valid record for the same chunk replaces it as usual.
+ */
+static int keep_damaged_chunk(struct replay *r, const struct bc_scan *s, uint64_t off)
+{
+	bc_effect e = { 0 };
+	uint32_t size;
+	if (!bc_scan_damaged_chunk(s, &e.object, &e.index, &size))
+		return 0;
+	e.type = BC_REC_CHUNK;
+	e.offset = (uint32_t)off;
+	e.vlen = size - BC_REC_HEADER_SIZE;
+	e.dlen = e.vlen - BC_CHUNK_PREFIX;
+	/* Not fed to the active hint: a hint lists only valid records. */
+	return bc_apply(r->db, r->slot, &e, NULL);
+}
+
+/*
  * Scan [start, size) of a file. Returns the offset where valid data ends when the file
  * ends in a torn tail (so the caller can cut it), else size.
  */
@@ -246,6 +266,9 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 				break;
 			}
 			note_damage(db, r->name, off, len, "damaged bytes");
+			rc = keep_damaged_chunk(r, &s, off);
+			if (rc)
+				goto out;
 			continue;
 		}
 		bc_effect e;
@@ -318,6 +341,7 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		goto out_close;
 	uint8_t hdr[BC_FILE_HEADER_SIZE];
 	struct bc_file_header h;
+	bool bad_header = false;
 	rc = size >= BC_FILE_HEADER_SIZE ? bc_io_pread_full(db->io, fd, hdr, sizeof(hdr), 0)
 					 : -ENODATA;
 	if (!rc)
@@ -327,8 +351,15 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		       db->dir, name, (unsigned)bc_le16(hdr + BC_FH_VERSION));
 		goto out_close;
 	}
-	if (!rc && (h.kind != BC_KIND_DATA || h.id != id))
-		rc = -EBADMSG;
+	if (!rc && (h.kind != BC_KIND_DATA || h.id != id)) {
+		/* A valid header naming another file: a copy or a misplaced file, whose records
+		 * would replay out of order here. */
+		bc_log(db, BC_LOG_WARN, "%s/%s: header says file %016" PRIx64 "; file ignored",
+		       db->dir, name, h.id);
+		db->damaged_records++;
+		bc_io_close(db->io, fd);
+		return 0;
+	}
 	if (rc) {
 		if (newest && size < BC_FILE_HEADER_SIZE + BC_REC_HEADER_SIZE) {
 			/* A file created just before a crash: nothing in it was acknowledged. */
@@ -338,12 +369,19 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 				bc_io_unlinkat(db->io, db->dirfd, name);
 			return 0;
 		}
-		note_damage(db, name, 0, size, "bad file header; file ignored");
-		bc_io_close(db->io, fd);
-		return 0;
-	}
-	if (h.next_object > db->next_object)
+		if (size < BC_FILE_HEADER_SIZE + BC_REC_HEADER_SIZE) {
+			note_damage(db, name, 0, size, "bad file header; file ignored");
+			bc_io_close(db->io, fd);
+			return 0;
+		}
+		/* Records carry their own checks: recover them, trust no hint, and never
+		 * append to this file again. */
+		note_damage(db, name, 0, BC_FILE_HEADER_SIZE, "bad file header; records scanned");
+		bad_header = true;
+		will_be_active = false;
+	} else if (h.next_object > db->next_object) {
 		db->next_object = h.next_object;
+	}
 
 	struct bc_file *f = calloc(1, sizeof(*f));
 	if (!f) {
@@ -367,7 +405,8 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 	}
 
 	uint64_t covered = BC_FILE_HEADER_SIZE;
-	rc = bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &r, &covered);
+	rc = bad_header ? -ENOENT
+			: bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &r, &covered);
 	if (rc == 0) {
 		f->has_hint = true;
 	} else if (rc == -EBADMSG) {

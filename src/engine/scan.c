@@ -97,6 +97,7 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 	 */
 	uint64_t start = s->pos;
 	uint32_t total;
+	s->dmg_plausible = false;
 	rc = fill(s, start, BC_REC_HEADER_SIZE);
 	if (rc)
 		return rc;
@@ -107,6 +108,16 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 		if (ok < 0)
 			return ok;
 		if (next >= s->size || ok == 1) {
+			if (next <= s->size) {
+				rc = fill(s, start, sizeof(s->dmg));
+				if (rc)
+					return rc;
+				size_t have = s->buf_off + s->buf_len - start;
+				if (have >= sizeof(s->dmg)) {
+					memcpy(s->dmg, s->buf + (start - s->buf_off), sizeof(s->dmg));
+					s->dmg_plausible = true;
+				}
+			}
 			*off = start;
 			*len = (next < s->size ? next : s->size) - start;
 			*at_end = next >= s->size;
@@ -130,4 +141,16 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 	*at_end = true;
 	s->pos = s->size;
 	return BC_SCAN_DAMAGE;
+}
+
+bool bc_scan_damaged_chunk(const struct bc_scan *s, uint64_t *object, uint32_t *index,
+			   uint32_t *size)
+{
+	const uint8_t *h = s->dmg;
+	if (!s->dmg_plausible || h[BC_RH_TYPE] != BC_REC_CHUNK || (h[BC_RH_FLAGS] & BC_RF_BATCH))
+		return false;
+	*object = bc_le64(h + BC_REC_HEADER_SIZE);
+	*index = bc_le32(h + BC_REC_HEADER_SIZE + 8);
+	*size = bc_record_size(0, 0, bc_le32(h + BC_RH_VLEN));
+	return true;
 }

@@ -22,7 +22,19 @@ struct bc_scan {
 	size_t cap;
 	uint64_t buf_off; /* file offset of buf[0] */
 	size_t buf_len;
+	/* After BC_SCAN_DAMAGE: the damaged span is one record whose header is plausible
+	 * (its data is what failed the CRC); its first bytes, unverified, are in dmg. */
+	bool dmg_plausible;
+	uint8_t dmg[BC_REC_HEADER_SIZE + BC_CHUNK_PREFIX];
 };
+
+/*
+ * After a damaged span: if it is one CHUNK record outside a batch whose header is
+ * plausible, its (unverified) object and index, so the chunk can be kept pointing at the
+ * damaged bytes and read as an error rather than as a hole. Returns whether it is.
+ */
+bool bc_scan_damaged_chunk(const struct bc_scan *s, uint64_t *object, uint32_t *index,
+			   uint32_t *size);
 
 enum bc_scan_item { BC_SCAN_END = 0, BC_SCAN_RECORD = 1, BC_SCAN_DAMAGE = 2 };
 
