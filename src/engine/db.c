@@ -266,6 +266,9 @@ int bc_rotate(struct bc_db *db)
 			rc = bc_io_fsync(db->io, db->dirfd);
 		if (rc)
 			goto out_drop;
+	} else {
+		/* The new name is durable only after a directory fsync: bc_sync does it. */
+		atomic_store(&db->dir_dirty, true);
 	}
 	pthread_rwlock_wrlock(&db->kd_lock);
 	int slot = bc_files_add(db, f);
@@ -371,6 +374,19 @@ int bc_commit_wait(struct bc_db *db, uint64_t mark)
 	return rc;
 }
 
+/* Make the names of files created since the last directory fsync durable. */
+static int sync_dir(struct bc_db *db)
+{
+	if (!atomic_exchange(&db->dir_dirty, false))
+		return 0;
+	int rc = bc_io_fsync(db->io, db->dirfd);
+	if (rc) {
+		atomic_store(&db->dir_dirty, true);
+		bc_log(db, BC_LOG_ERROR, "%s: fsync of the directory: %s", db->dir, strerror(-rc));
+	}
+	return rc;
+}
+
 int bc_sync_all(struct bc_db *db)
 {
 	if (db->opt.read_only)
@@ -389,6 +405,8 @@ int bc_sync_all(struct bc_db *db)
 	if (db->write_error)
 		rc = db->write_error;
 	pthread_mutex_unlock(&db->sync_mu);
+	if (!rc)
+		rc = sync_dir(db);
 	return rc;
 }
 
@@ -599,6 +617,8 @@ int bc_close(struct bc_db *db)
 		pthread_mutex_lock(&db->wlock);
 		if (!db->write_error) {
 			rc = bc_io_fdatasync(db->io, db->files[db->active]->fd);
+			if (!rc)
+				rc = sync_dir(db);
 			if (!rc)
 				hint_finish_active(db);
 		}

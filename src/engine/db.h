@@ -66,6 +66,7 @@ struct bc_db {
 	uint64_t appended;      /* total bytes appended since open, all files */
 	uint64_t synced;        /* appended bytes known durable */
 	bool syncing;
+	atomic_bool dir_dirty;  /* a file was created and the directory not yet fsynced */
 
 	/* Background thread: interval sync and automatic merge. */
 	pthread_t bg;
