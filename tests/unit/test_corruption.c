@@ -5,11 +5,11 @@
  * overwrites, deletes, batches, a chunked object and one 12 KiB inline value. Then, each on
  * a fresh copy: every byte of a middle data file is flipped (with its hint, and with no
  * hints so that recovery scans), every byte of its hint is flipped, a 4 KiB hole is
- * zeroed inside the large record, the middle file and the newest file are truncated at every
- * offset, a data file is duplicated under another id, and the middle file is deleted.
- * After each: bc_check reports a problem at the damaged file (data or hint of that id);
- * bc_open read-write succeeds; every key none of whose records lie in the damage reads
- * exactly its newest value (or is absent if deleted); a damaged key reads -ENOENT, -EBADMSG
+ * zeroed inside the large record, the middle file is truncated at every offset and the
+ * newest file at every offset of its last record, a data file is duplicated under another id, and
+ * the middle file is deleted. After each: bc_check reports a problem at the damaged file (data or
+ * hint of that id); bc_open read-write succeeds; every key none of whose records lie in the damage
+ * reads exactly its newest value (or is absent if deleted); a damaged key reads -ENOENT, -EBADMSG
  * or a value it really had; no key appears that was never written.
  * The walks are loops inside one test each (a fork per offset would be too slow);
  * failures are counted and the first ones printed.
@@ -607,9 +607,9 @@ START_TEST(zero_a_hole_inside_a_record)
 }
 END_TEST
 
-static void truncate_walk(int t)
+static void truncate_walk(int t, size_t from)
 {
-	for (size_t cut = 0; cut < F[t].len; cut++) {
+	for (size_t cut = from; cut < F[t].len; cut++) {
 		restore(-1);
 		write_work(F[t].name, F[t].buf, cut);
 		bool touched[MAXKEYS] = {0};
@@ -625,8 +625,14 @@ static void truncate_walk(int t)
 START_TEST(truncate_at_every_offset)
 {
 	build();
-	truncate_walk(target_file());
-	truncate_walk(data_file(-1));
+	truncate_walk(target_file(), 0);
+	/* The newest file: every cut inside its last record is a torn tail. */
+	int last = data_file(-1);
+	size_t from = 0;
+	for (int i = 0; i < nrecs; i++)
+		if (Rc[i].file == last && Rc[i].off > from)
+			from = (size_t)Rc[i].off;
+	truncate_walk(last, from);
 	finish("truncate");
 }
 END_TEST
