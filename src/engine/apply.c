@@ -6,13 +6,15 @@
  * state it had before. Callers hold kd_lock for writing. See docs/DESIGN.md "The model".
  */
 #include "db.h"
+#include "grow.h"
+#include "record.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 uint32_t bc_effect_record_size(const bc_effect *e)
 {
-	return BC_REC_HEADER_SIZE + e->klen + e->mlen + e->vlen;
+	return bc_record_size(e->klen, e->mlen, e->vlen);
 }
 
 static void loc_dead(struct bc_db *db, const struct bc_loc *loc)
@@ -32,14 +34,10 @@ static int dropped_add(struct bc_dropped *d, struct bc_object *o)
 {
 	if (!d)
 		return 0;
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 8;
-		struct bc_object **v = realloc(d->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		d->v = v;
-		d->cap = cap;
-	}
+	struct bc_object **v = bc_grow(d->v, &d->cap, d->n + 1, sizeof(*v), 8);
+	if (!v)
+		return -ENOMEM;
+	d->v = v;
 	d->v[d->n++] = o;
 	return 0;
 }

@@ -448,7 +448,7 @@ static void *bg_main(void *arg)
 			next_sync = now + (uint64_t)db->opt.sync_interval_ms * 1000000u;
 		}
 		if (!db->opt.merge_disable_auto && now >= next_merge) {
-			int rc = bc_merge_run(db, false, true);
+			int rc = bc_merge_run(db, false);
 			if (rc && rc != -EBUSY && rc != -ENOENT)
 				bc_log(db, BC_LOG_WARN, "%s: automatic merge: %s", db->dir,
 				       bc_strerror(rc));

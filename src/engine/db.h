@@ -54,7 +54,6 @@ struct bc_db {
 	uint32_t nslots;
 	uint32_t active;        /* slot of the active file (read-write opens) */
 	uint64_t next_object;
-	uint64_t live_keys;
 
 	struct bc_hint_writer *active_hint;
 	bool opened;            /* bc_open finished: close may write the active file's hint */
@@ -177,9 +176,9 @@ int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc
 int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
 	       struct bc_kval *v, struct bc_file **f);
 
-/* Merge (merge.c): select and run; full = every immutable file with dead bytes. */
-int bc_merge_run(struct bc_db *db, bool full, bool only_if_triggered);
+/* Merge (merge.c): select by the triggers (full: every immutable file with dead bytes)
+ * and run. */
+int bc_merge_run(struct bc_db *db, bool full);
 
-#define BC_ERR_PREFIX "bitcask"
 
 #endif /* BC_ENGINE_DB_H */

@@ -9,6 +9,7 @@
  * a crash leaves at each step: docs/DESIGN.md "Merge", docs/FORMAT.md "Merge protocol".
  */
 #include "db.h"
+#include "grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -214,24 +215,14 @@ static int out_copy(struct out *o, const struct bc_record *rec, uint32_t from_sl
 		if (rc)
 			return rc;
 	}
-	if (o->nmv == o->capmv) {
-		size_t cap = o->capmv ? o->capmv * 2 : 256;
-		struct moved *v = realloc(o->mv, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		o->mv = v;
-		o->capmv = cap;
-	}
-	if (o->klen + rec->klen > o->kcap) {
-		size_t cap = o->kcap ? o->kcap : 65536;
-		while (cap < o->klen + rec->klen)
-			cap *= 2;
-		uint8_t *k = realloc(o->keys, cap);
-		if (!k)
-			return -ENOMEM;
-		o->keys = k;
-		o->kcap = cap;
-	}
+	struct moved *mv = bc_grow(o->mv, &o->capmv, o->nmv + 1, sizeof(*mv), 256);
+	if (!mv)
+		return -ENOMEM;
+	o->mv = mv;
+	uint8_t *k = bc_grow(o->keys, &o->kcap, o->klen + rec->klen, 1, 65536);
+	if (!k)
+		return -ENOMEM;
+	o->keys = k;
 	uint32_t to_off = (uint32_t)(o->f->size + o->len);
 	bc_record_encode(o->buf + o->len, rec->type, 0, rec->space, rec->time_ns, rec->expire_s,
 			 rec->key, rec->klen, rec->meta, rec->mlen, rec->value, rec->vlen);
@@ -559,9 +550,8 @@ static bool triggered(struct bc_db *db, const struct mfile *f, bool full, size_t
 	return nsmall >= 2 && f->size < db->opt.merge_small_file;
 }
 
-int bc_merge_run(struct bc_db *db, bool full, bool only_if_triggered)
+int bc_merge_run(struct bc_db *db, bool full)
 {
-	(void)only_if_triggered;
 	if (db->opt.read_only)
 		return -EROFS;
 	pthread_mutex_lock(&db->merge_mu);
@@ -640,5 +630,5 @@ int bc_merge(struct bc_db *db, bool full)
 {
 	if (!db)
 		return -EINVAL;
-	return bc_merge_run(db, full, false);
+	return bc_merge_run(db, full);
 }

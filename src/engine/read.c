@@ -6,6 +6,7 @@
  * when a merge retires its file between lookup and read; the read then looks again.
  */
 #include "db.h"
+#include "grow.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -453,16 +454,10 @@ static int collect(void *ctx, unsigned space, const uint8_t *key, size_t klen,
 		return 1;
 	if (bc_expired(v->expire_s, it->now_s))
 		return 0;
-	if (it->klen + klen > it->kcap) {
-		size_t cap = it->kcap ? it->kcap : 4096;
-		while (cap < it->klen + klen)
-			cap *= 2;
-		uint8_t *p = realloc(it->kbuf, cap);
-		if (!p)
-			return -ENOMEM;
-		it->kbuf = p;
-		it->kcap = cap;
-	}
+	uint8_t *kb = bc_grow(it->kbuf, &it->kcap, it->klen + klen, 1, 4096);
+	if (!kb)
+		return -ENOMEM;
+	it->kbuf = kb;
 	struct it_key *k = &it->keys[it->n++];
 	memcpy(it->kbuf + it->klen, key, klen);
 	k->off = it->klen;

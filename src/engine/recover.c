@@ -7,6 +7,7 @@
  * docs/FORMAT.md "Recovery"; the mechanisms docs/DESIGN.md "Recovery (open)".
  */
 #include "db.h"
+#include "grow.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -41,14 +42,10 @@ static int on_name(void *arg, const char *name)
 	uint64_t id;
 	size_t n = strlen(name);
 	if (n > 4 && !strcmp(name + n - 4, BC_TMP_SUFFIX)) {
-		if (f->ntmp == f->tmpcap) {
-			size_t cap = f->tmpcap ? f->tmpcap * 2 : 8;
-			char **v = realloc(f->tmps, cap * sizeof(*v));
-			if (!v)
-				return -ENOMEM;
-			f->tmps = v;
-			f->tmpcap = cap;
-		}
+		char **v = bc_grow(f->tmps, &f->tmpcap, f->ntmp + 1, sizeof(*v), 8);
+		if (!v)
+			return -ENOMEM;
+		f->tmps = v;
 		f->tmps[f->ntmp] = strdup(name);
 		if (!f->tmps[f->ntmp])
 			return -ENOMEM;
@@ -57,14 +54,10 @@ static int on_name(void *arg, const char *name)
 	}
 	if (!parse_id(name, BC_DATA_SUFFIX, &id))
 		return 0;
-	if (f->n == f->cap) {
-		size_t cap = f->cap ? f->cap * 2 : 16;
-		uint64_t *v = realloc(f->ids, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		f->ids = v;
-		f->cap = cap;
-	}
+	uint64_t *v = bc_grow(f->ids, &f->cap, f->n + 1, sizeof(*v), 16);
+	if (!v)
+		return -ENOMEM;
+	f->ids = v;
 	f->ids[f->n++] = id;
 	return 0;
 }
@@ -160,24 +153,14 @@ static void pending_drop(struct pending *p)
 
 static int pending_add(struct pending *p, const bc_effect *e)
 {
-	if (p->n == p->cap) {
-		size_t cap = p->cap ? p->cap * 2 : 16;
-		bc_effect *v = realloc(p->v, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		p->v = v;
-		p->cap = cap;
-	}
-	if (p->klen + e->klen > p->kcap) {
-		size_t cap = p->kcap ? p->kcap : 4096;
-		while (cap < p->klen + e->klen)
-			cap *= 2;
-		uint8_t *k = realloc(p->keys, cap);
-		if (!k)
-			return -ENOMEM;
-		p->keys = k;
-		p->kcap = cap;
-	}
+	bc_effect *v = bc_grow(p->v, &p->cap, p->n + 1, sizeof(*v), 16);
+	if (!v)
+		return -ENOMEM;
+	p->v = v;
+	uint8_t *k = bc_grow(p->keys, &p->kcap, p->klen + e->klen, 1, 4096);
+	if (!k)
+		return -ENOMEM;
+	p->keys = k;
 	if (e->klen)
 		memcpy(p->keys + p->klen, e->key, e->klen);
 	p->v[p->n] = *e;

@@ -8,6 +8,7 @@
  * objects"); multi-record changes of existing state go out as batches.
  */
 #include "db.h"
+#include "grow.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -891,16 +892,10 @@ size_t bc_batch_count(const struct bc_batch *b)
 
 static int bstore(struct bc_batch *b, const void *p, size_t n, size_t *at)
 {
-	if (b->len + n > b->bcap) {
-		size_t cap = b->bcap ? b->bcap : 4096;
-		while (cap < b->len + n)
-			cap *= 2;
-		uint8_t *v = realloc(b->bytes, cap);
-		if (!v)
-			return -ENOMEM;
-		b->bytes = v;
-		b->bcap = cap;
-	}
+	uint8_t *v = bc_grow(b->bytes, &b->bcap, b->len + n, 1, 4096);
+	if (!v)
+		return -ENOMEM;
+	b->bytes = v;
 	if (n)
 		memcpy(b->bytes + b->len, p, n);
 	*at = b->len;
@@ -912,16 +907,33 @@ static int bpush(struct bc_batch *b, struct bc_batch_op *op)
 {
 	if (b->n >= BC_MAX_BATCH_RECORDS / 2)
 		return -EFBIG;
-	if (b->n == b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 16;
-		struct bc_batch_op *v = realloc(b->ops, cap * sizeof(*v));
-		if (!v)
-			return -ENOMEM;
-		b->ops = v;
-		b->cap = cap;
-	}
+	struct bc_batch_op *v = bc_grow(b->ops, &b->cap, b->n + 1, sizeof(*v), 16);
+	if (!v)
+		return -ENOMEM;
+	b->ops = v;
 	b->ops[b->n++] = *op;
 	return 0;
+}
+
+/* Bytes one operation copies into the batch, and where the copy's offset goes. */
+struct bpiece {
+	const void *p;
+	size_t n;
+	size_t *at;
+};
+
+/* Copy an operation's pieces and add it, or leave the batch as it was. */
+static int badd(struct bc_batch *b, struct bc_batch_op *op, const struct bpiece *pc, size_t npc)
+{
+	size_t keep = b->len;
+	int rc = 0;
+	for (size_t i = 0; i < npc && !rc; i++)
+		rc = bstore(b, pc[i].p, pc[i].n, pc[i].at);
+	if (!rc)
+		rc = bpush(b, op);
+	if (rc)
+		b->len = keep;
+	return rc;
 }
 
 int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t klen,
@@ -936,17 +948,9 @@ int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t kle
 		return -EFBIG;
 	struct bc_batch_op op = { .kind = OP_PUT, .space = (uint8_t)space, .klen = klen,
 				  .vlen = vlen, .mlen = mlen, .expire_s = expire_s };
-	size_t keep = b->len;
-	rc = bstore(b, key, klen, &op.key);
-	if (!rc)
-		rc = bstore(b, val, vlen, &op.val);
-	if (!rc)
-		rc = bstore(b, meta, mlen, &op.meta);
-	if (!rc)
-		rc = bpush(b, &op);
-	if (rc)
-		b->len = keep;
-	return rc;
+	struct bpiece pc[] = { { key, klen, &op.key }, { val, vlen, &op.val },
+			       { meta, mlen, &op.meta } };
+	return badd(b, &op, pc, 3);
 }
 
 int bc_batch_delete(struct bc_batch *b, unsigned space, const void *key, size_t klen)
@@ -955,13 +959,8 @@ int bc_batch_delete(struct bc_batch *b, unsigned space, const void *key, size_t 
 	if (rc)
 		return rc;
 	struct bc_batch_op op = { .kind = OP_DELETE, .space = (uint8_t)space, .klen = klen };
-	size_t keep = b->len;
-	rc = bstore(b, key, klen, &op.key);
-	if (!rc)
-		rc = bpush(b, &op);
-	if (rc)
-		b->len = keep;
-	return rc;
+	struct bpiece pc[] = { { key, klen, &op.key } };
+	return badd(b, &op, pc, 1);
 }
 
 int bc_batch_rename(struct bc_batch *b, unsigned from_space, const void *from, size_t flen,
@@ -974,15 +973,8 @@ int bc_batch_rename(struct bc_batch *b, unsigned from_space, const void *from, s
 		return rc;
 	struct bc_batch_op op = { .kind = OP_RENAME, .space = (uint8_t)from_space, .klen = flen,
 				  .space2 = (uint8_t)to_space, .klen2 = tlen };
-	size_t keep = b->len;
-	rc = bstore(b, from, flen, &op.key);
-	if (!rc)
-		rc = bstore(b, to, tlen, &op.key2);
-	if (!rc)
-		rc = bpush(b, &op);
-	if (rc)
-		b->len = keep;
-	return rc;
+	struct bpiece pc[] = { { from, flen, &op.key }, { to, tlen, &op.key2 } };
+	return badd(b, &op, pc, 2);
 }
 
 int bc_batch_set_meta(struct bc_batch *b, unsigned space, const void *key, size_t klen,
@@ -997,15 +989,8 @@ int bc_batch_set_meta(struct bc_batch *b, unsigned space, const void *key, size_
 		return -EFBIG;
 	struct bc_batch_op op = { .kind = OP_META, .space = (uint8_t)space, .klen = klen,
 				  .mlen = mlen };
-	size_t keep = b->len;
-	rc = bstore(b, key, klen, &op.key);
-	if (!rc)
-		rc = bstore(b, meta, mlen, &op.meta);
-	if (!rc)
-		rc = bpush(b, &op);
-	if (rc)
-		b->len = keep;
-	return rc;
+	struct bpiece pc[] = { { key, klen, &op.key }, { meta, mlen, &op.meta } };
+	return badd(b, &op, pc, 2);
 }
 
 /*
