@@ -686,6 +686,23 @@ static int orphan_in_batch(struct bcfs *fs, struct bc_batch *b, struct bcfs_inod
 	return bc_batch_rename(b, BC_SPACE_USER, in->key, in->klen, BCFS_SPACE_FS, okey, *olen);
 }
 
+/*
+ * The checks a change of the entry name in directory parent starts with: the control area
+ * and its name are off limits (EPERM, or EEXIST when creating that name), the directory
+ * must still be known (ESTALE) and the mount writable (EROFS). Returns 0 or the errno.
+ */
+static int ns_change_check(struct bcfs *fs, fuse_ino_t parent, struct bcfs_inode *dir,
+			   const char *name, bool creating)
+{
+	if (bcfs_ctl_is(parent))
+		return EPERM;
+	if (parent == FUSE_ROOT_ID && !strcmp(name, BCFS_CTL_NAME))
+		return creating ? EEXIST : EPERM;
+	if (!dir)
+		return ESTALE;
+	return fs->ro ? EROFS : 0;
+}
+
 static void new_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
 		     const char *target, struct fuse_file_info *fi)
 {
@@ -697,16 +714,9 @@ static void new_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 	size_t blen;
 	int rc;
 
-	if (!dir || bcfs_ctl_is(parent)) {
-		fuse_reply_err(req, bcfs_ctl_is(parent) ? EPERM : ESTALE);
-		return;
-	}
-	if (parent == FUSE_ROOT_ID && !strcmp(name, BCFS_CTL_NAME)) {
-		fuse_reply_err(req, EEXIST);
-		return;
-	}
-	if (fs->ro) {
-		fuse_reply_err(req, EROFS);
+	rc = ns_change_check(fs, parent, dir, name, true);
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	pthread_rwlock_wrlock(&fs->ns);
@@ -847,16 +857,9 @@ static void bcfs_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode
 	struct bcfs_meta m;
 	int rc;
 
-	if (!dir || bcfs_ctl_is(parent)) {
-		fuse_reply_err(req, bcfs_ctl_is(parent) ? EPERM : ESTALE);
-		return;
-	}
-	if (parent == FUSE_ROOT_ID && !strcmp(name, BCFS_CTL_NAME)) {
-		fuse_reply_err(req, EEXIST);
-		return;
-	}
-	if (fs->ro) {
-		fuse_reply_err(req, EROFS);
+	rc = ns_change_check(fs, parent, dir, name, true);
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	atomic_fetch_add(&fs->n.mkdirs, 1);
@@ -901,16 +904,9 @@ static void bcfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	bool orphan = false;
 	int rc;
 
-	if (bcfs_ctl_is(parent) || (parent == FUSE_ROOT_ID && !strcmp(name, BCFS_CTL_NAME))) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (!dir) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (fs->ro) {
-		fuse_reply_err(req, EROFS);
+	rc = ns_change_check(fs, parent, dir, name, false);
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	atomic_fetch_add(&fs->n.unlinks, 1);
@@ -1003,16 +999,9 @@ static void bcfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	size_t pkplen, mlen;
 	int rc;
 
-	if (bcfs_ctl_is(parent) || (parent == FUSE_ROOT_ID && !strcmp(name, BCFS_CTL_NAME))) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	if (!dir) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (fs->ro) {
-		fuse_reply_err(req, EROFS);
+	rc = ns_change_check(fs, parent, dir, name, false);
+	if (rc) {
+		fuse_reply_err(req, rc);
 		return;
 	}
 	atomic_fetch_add(&fs->n.rmdirs, 1);
