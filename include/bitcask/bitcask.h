@@ -41,9 +41,9 @@
 extern "C" {
 #endif
 
-#define BC_MAX_KEY 65535u      /* bytes in a key */
-#define BC_MAX_META 65535u     /* bytes of metadata on one key */
-#define BC_CHUNK_SIZE 65536u   /* values above this are chunked objects */
+#define BC_MAX_KEY 65535u /* bytes in a key */
+#define BC_MAX_META 65535u /* bytes of metadata on one key */
+#define BC_CHUNK_SIZE 65536u /* values above this are chunked objects */
 #define BC_MAX_VALUE (UINT64_C(1) << 50) /* bytes in one value (1 PiB) */
 #define BC_SPACE_USER 0u
 
@@ -55,7 +55,7 @@ struct bc_stream;
 /* When acknowledged writes reach stable storage. */
 enum bc_sync_mode {
 	BC_SYNC_NONE = 0, /* left to the OS; bc_sync() and bc_close() flush */
-	BC_SYNC_ALWAYS,   /* fdatasync before a write returns (concurrent writers share one) */
+	BC_SYNC_ALWAYS, /* fdatasync before a write returns (concurrent writers share one) */
 	BC_SYNC_INTERVAL, /* a background thread syncs every sync_interval_ms */
 };
 
@@ -70,53 +70,53 @@ typedef void (*bc_log_fn)(void *ctx, enum bc_log_level level, const char *msg);
  */
 struct bc_options {
 	enum bc_sync_mode sync;
-	uint32_t sync_interval_ms;      /* BC_SYNC_INTERVAL period; default 1000 */
-	uint64_t max_file_size;         /* rotate the active file past this; default 256 MiB,
-					   at most 2 GiB */
-	bool read_only;                 /* no writes, no lock, no recovery truncation */
-	uint64_t default_ttl_s;         /* expiry for bc_put without one; 0 = never */
+	uint32_t sync_interval_ms; /* BC_SYNC_INTERVAL period; default 1000 */
+	uint64_t max_file_size; /* rotate the active file past this; default 256 MiB,
+				   at most 2 GiB */
+	bool read_only; /* no writes, no lock, no recovery truncation */
+	uint64_t default_ttl_s; /* expiry for bc_put without one; 0 = never */
 
 	/* Merge. A file is a merge candidate when one trigger holds; a merge starts by itself
 	 * (checked every merge_check_ms) when auto_merge is not disabled. */
 	bool merge_disable_auto;
-	uint32_t merge_check_ms;        /* default 60000 */
-	uint32_t merge_frag_percent;    /* dead share of a file that triggers; default 50 */
-	uint64_t merge_dead_bytes;      /* dead bytes in a file that trigger; default 128 MiB */
-	uint64_t merge_small_file;      /* files smaller than this are merged together when
-					   there are at least two; default 8 MiB */
+	uint32_t merge_check_ms; /* default 60000 */
+	uint32_t merge_frag_percent; /* dead share of a file that triggers; default 50 */
+	uint64_t merge_dead_bytes; /* dead bytes in a file that trigger; default 128 MiB */
+	uint64_t merge_small_file; /* files smaller than this are merged together when
+				      there are at least two; default 8 MiB */
 
-	bc_log_fn log;                  /* NULL: errors and warnings go to stderr */
+	bc_log_fn log; /* NULL: errors and warnings go to stderr */
 	void *log_ctx;
 };
 
 /* What bc_stat reports about one key. */
 struct bc_stat {
-	uint64_t size;      /* value length in bytes */
-	uint64_t mtime_ns;  /* when the key's newest record was written, ns since the epoch */
-	uint64_t expire_s;  /* unix seconds after which the key is gone; 0 = never */
-	uint32_t meta_len;  /* bytes of metadata */
-	bool chunked;       /* stored as a chunked object */
+	uint64_t size; /* value length in bytes */
+	uint64_t mtime_ns; /* when the key's newest record was written, ns since the epoch */
+	uint64_t expire_s; /* unix seconds after which the key is gone; 0 = never */
+	uint32_t meta_len; /* bytes of metadata */
+	bool chunked; /* stored as a chunked object */
 };
 
 /* Per data file, in bc_stats. */
 struct bc_file_stats {
 	uint64_t id;
-	uint64_t bytes;      /* file length */
+	uint64_t bytes; /* file length */
 	uint64_t live_bytes; /* bytes of records the keydir still needs */
-	bool active;         /* the file writes go to */
+	bool active; /* the file writes go to */
 	bool has_hint;
 };
 
 enum bc_merge_state { BC_MERGE_IDLE = 0, BC_MERGE_RUNNING };
 
 struct bc_stats {
-	uint64_t keys;           /* live keys, all spaces */
-	uint64_t objects;        /* live chunked values */
-	uint64_t total_bytes;    /* sum of data file lengths */
+	uint64_t keys; /* live keys, all spaces */
+	uint64_t objects; /* live chunked values */
+	uint64_t total_bytes; /* sum of data file lengths */
 	uint64_t live_bytes;
 	uint64_t dead_bytes;
 	uint32_t fragmentation_percent; /* dead / total */
-	uint64_t keydir_bytes;   /* memory held by the keydir and object tables */
+	uint64_t keydir_bytes; /* memory held by the keydir and object tables */
 
 	enum bc_merge_state merge_state;
 	uint64_t merge_bytes_total; /* of the merge running now */
@@ -124,11 +124,11 @@ struct bc_stats {
 	uint64_t merges_done;
 	uint64_t merge_reclaimed_bytes;
 
-	uint64_t recovered_torn_bytes;      /* truncated from the active file's tail at open */
+	uint64_t recovered_torn_bytes; /* truncated from the active file's tail at open */
 	uint64_t recovered_damaged_records; /* skipped as corrupt at open */
 	uint64_t recovered_damaged_bytes;
-	uint64_t hint_fallbacks;            /* hint files that failed and were replaced by a scan */
-	uint64_t read_errors;               /* reads that found a bad CRC since open */
+	uint64_t hint_fallbacks; /* hint files that failed and were replaced by a scan */
+	uint64_t read_errors; /* reads that found a bad CRC since open */
 
 	uint64_t puts, gets, deletes, batches, syncs;
 
@@ -181,8 +181,8 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
  * Copy up to len bytes of the value, starting at off, straight into buf; *got says how
  * many (less than len only at the end of the value; 0 at or past it).
  */
-int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
-	    void *buf, size_t len, size_t *got);
+int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off, void *buf,
+	    size_t len, size_t *got);
 
 /* Size, times, expiry and metadata length of a key, without reading its value. */
 int bc_stat(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_stat *st);
@@ -199,8 +199,8 @@ int bc_get_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, 
  * included for an inline value, so its CRC is checked): fills *st, copies up to cap bytes
  * of metadata into buf and sets *mlen to its full length.
  */
-int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		 struct bc_stat *st, void *buf, size_t cap, size_t *mlen);
+int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_stat *st,
+		 void *buf, size_t cap, size_t *mlen);
 
 /* Remove key. Returns -ENOENT (and writes nothing) if it is missing. */
 int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen);
@@ -227,8 +227,8 @@ int bc_write_meta(struct bc_db *db, unsigned space, const void *key, size_t klen
 int bc_truncate(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t size);
 
 /* Replace the key's metadata, keeping its value. -ENOENT if missing. */
-int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		const void *meta, size_t mlen);
+int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, const void *meta,
+		size_t mlen);
 
 /*
  * Batches: a list of operations applied all-or-nothing, also across a crash, in the order
@@ -240,8 +240,8 @@ int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
 int bc_batch_new(struct bc_batch **out);
 void bc_batch_free(struct bc_batch *b);
 void bc_batch_reset(struct bc_batch *b);
-int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t klen,
-		 const void *val, size_t vlen, const void *meta, size_t mlen, uint64_t expire_s);
+int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t klen, const void *val,
+		 size_t vlen, const void *meta, size_t mlen, uint64_t expire_s);
 /* Delete; a missing key is not an error inside a batch. */
 int bc_batch_delete(struct bc_batch *b, unsigned space, const void *key, size_t klen);
 /* Move a key's value, metadata and expiry to another key (replacing it) without copying
@@ -328,8 +328,8 @@ struct bc_dump_record {
 	uint32_t meta_len;
 	uint64_t value_len; /* put: value bytes; chunk: data bytes; link/truncate: object size;
 			       batch: member count */
-	uint64_t object;    /* link, chunk, truncate */
-	uint32_t chunk;     /* chunk index */
+	uint64_t object; /* link, chunk, truncate */
+	uint32_t chunk; /* chunk index */
 	const char *damage; /* NULL, or why the bytes at offset are not a valid record */
 };
 typedef void (*bc_dump_fn)(void *ctx, const struct bc_dump_record *rec);

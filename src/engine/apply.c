@@ -93,8 +93,8 @@ static void cut_chunks(struct bc_db *db, struct bc_object *o, uint64_t size)
 
 int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped)
 {
-	struct bc_loc loc = { slot, e->offset, bc_effect_record_size(e) };
-	struct bc_kval v = { .loc = loc, .expire_s = bc_expire32(e->expire_s), .mlen = e->mlen };
+	struct bc_loc loc = {slot, e->offset, bc_effect_record_size(e)};
+	struct bc_kval v = {.loc = loc, .expire_s = bc_expire32(e->expire_s), .mlen = e->mlen};
 	struct bc_kval old;
 	bool replaced = false;
 	int rc;
@@ -137,7 +137,7 @@ int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_drop
 		struct bc_chunk *c = bc_object_chunk(o, e->index);
 		if (c)
 			loc_dead(db, &c->loc);
-		struct bc_chunk nc = { .loc = loc, .dlen = e->dlen };
+		struct bc_chunk nc = {.loc = loc, .dlen = e->dlen};
 		rc = bc_object_set(o, e->index, &nc);
 		if (rc)
 			return rc;

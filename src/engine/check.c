@@ -21,8 +21,8 @@
 
 static const char *type_name(uint8_t t)
 {
-	static const char *const names[] = { "?", "put", "delete", "link", "chunk", "truncate",
-					     "batch" };
+	static const char *const names[] = {"?",     "put",	 "delete", "link",
+					    "chunk", "truncate", "batch"};
 	return t <= BC_REC_TYPE_MAX ? names[t] : "?";
 }
 
@@ -62,7 +62,7 @@ static void emit(struct walk *w, const struct bc_record *rec, uint64_t off, bool
 {
 	if (!w->dump)
 		return;
-	struct bc_dump_record d = { .file = w->name, .offset = off };
+	struct bc_dump_record d = {.file = w->name, .offset = off};
 	char why[64];
 	if (damaged) {
 		snprintf(why, sizeof(why), "%" PRIu64 " bytes hold no valid record", dlen);
@@ -185,7 +185,7 @@ static int hint_entry(void *ctx, const struct bc_hint_entry *e)
 
 static int check_hint(struct walk *w, uint64_t id)
 {
-	struct hint_check h = { .w = w };
+	struct hint_check h = {.w = w};
 	bc_file_name(h.hname, id, BC_HINT_SUFFIX);
 	h.buf = malloc(BC_MAX_RECORD);
 	if (!h.buf)
@@ -267,7 +267,7 @@ static int walk_dir(const char *dir, struct walk *w, bool hints)
 
 int bc_check(const char *dir, bc_check_fn report, void *ctx, uint64_t *problems)
 {
-	struct walk w = { .report = report, .ctx = ctx };
+	struct walk w = {.report = report, .ctx = ctx};
 	if (!dir)
 		return -EINVAL;
 	int rc = walk_dir(dir, &w, true);
@@ -278,7 +278,7 @@ int bc_check(const char *dir, bc_check_fn report, void *ctx, uint64_t *problems)
 
 int bc_dump(const char *dir, bc_dump_fn fn, void *ctx)
 {
-	struct walk w = { .dump = fn, .dctx = ctx };
+	struct walk w = {.dump = fn, .dctx = ctx};
 	if (!dir || !fn)
 		return -EINVAL;
 	return walk_dir(dir, &w, false);

@@ -436,8 +436,8 @@ static void *bg_main(void *arg)
 			pthread_cond_wait(&db->bg_cv, &db->bg_mu);
 			continue;
 		}
-		struct timespec ts = { .tv_sec = (time_t)(wake / 1000000000u),
-				       .tv_nsec = (long)(wake % 1000000000u) };
+		struct timespec ts = {.tv_sec = (time_t)(wake / 1000000000u),
+				      .tv_nsec = (long)(wake % 1000000000u)};
 		pthread_cond_timedwait(&db->bg_cv, &db->bg_mu, &ts);
 		if (db->stopping)
 			break;

@@ -29,11 +29,11 @@
 struct bc_file {
 	uint64_t id;
 	int fd;
-	uint64_t size;      /* bytes of valid records (the append position for the active file) */
-	uint64_t live;      /* bytes of records the keydir or object table points at */
+	uint64_t size; /* bytes of valid records (the append position for the active file) */
+	uint64_t live; /* bytes of records the keydir or object table points at */
 	atomic_bool has_hint; /* set under wlock or by merge, read by stats */
-	bool retired;       /* merged away: closed when the last reader lets go */
-	atomic_uint refs;   /* the table's own reference plus readers in flight */
+	bool retired; /* merged away: closed when the last reader lets go */
+	atomic_uint refs; /* the table's own reference plus readers in flight */
 };
 
 /* A record's effect: what replay, hints and the write path apply to the keydir. */
@@ -52,20 +52,20 @@ struct bc_db {
 	struct bc_objtab *objs;
 	struct bc_file **files; /* by slot; NULL = free slot */
 	uint32_t nslots;
-	uint32_t active;        /* slot of the active file (read-write opens) */
+	uint32_t active; /* slot of the active file (read-write opens) */
 	uint64_t next_object;
 
 	struct bc_hint_writer *active_hint;
-	bool opened;            /* bc_open finished: close may write the active file's hint */
-	int write_error;        /* sticky: once a write or sync fails half-way, writes stop */
+	bool opened; /* bc_open finished: close may write the active file's hint */
+	int write_error; /* sticky: once a write or sync fails half-way, writes stop */
 
 	/* Group commit (sync_mu). */
 	pthread_mutex_t sync_mu;
 	pthread_cond_t sync_cv;
-	uint64_t appended;      /* total bytes appended since open, all files */
-	uint64_t synced;        /* appended bytes known durable */
+	uint64_t appended; /* total bytes appended since open, all files */
+	uint64_t synced; /* appended bytes known durable */
 	bool syncing;
-	atomic_bool dir_dirty;  /* a file was created and the directory not yet fsynced */
+	atomic_bool dir_dirty; /* a file was created and the directory not yet fsynced */
 
 	/* Background thread: interval sync and automatic merge. */
 	pthread_t bg;
@@ -173,12 +173,11 @@ int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc
  * Look up a live key and take a reference on its record's file in one critical section,
  * so the location cannot go stale. -ENOENT if absent or expired; release with bc_file_put.
  */
-int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
-	       struct bc_kval *v, struct bc_file **f);
+int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v,
+	       struct bc_file **f);
 
 /* Merge (merge.c): select by the triggers (full: every immutable file with dead bytes)
  * and run. */
 int bc_merge_run(struct bc_db *db, bool full);
-
 
 #endif /* BC_ENGINE_DB_H */

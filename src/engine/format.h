@@ -16,6 +16,8 @@
 
 #define BC_FORMAT_VERSION 1
 
+/* The tables below mirror FORMAT.md's byte tables; keep them aligned by hand. */
+/* clang-format off */
 /* FORMAT.md "Directory layout". File names are the 64-bit file id in 16 lowercase hex
  * digits plus a suffix. */
 #define BC_DATA_SUFFIX ".data"
@@ -96,6 +98,8 @@ enum bc_rec_type {
 #define BC_HT_COUNT 16    /* u32 entries */
 #define BC_HT_CRC 20      /* u32 crc32c of every byte of the file before this field */
 #define BC_HINT_END_MAGIC "hintend\0"
+
+/* clang-format on */
 
 _Static_assert(BC_REC_HEADER_SIZE == BC_RH_VLEN + 4, "record header layout");
 _Static_assert(BC_FILE_HEADER_SIZE == BC_FH_CRC + 4, "file header layout");

@@ -19,16 +19,16 @@
 /* One entry: one record's effect. key points into the decoded buffer. */
 struct bc_hint_entry {
 	uint32_t offset; /* of the record in the data file */
-	uint8_t type;    /* PUT, DELETE, LINK, CHUNK or TRUNC (never BATCH) */
+	uint8_t type; /* PUT, DELETE, LINK, CHUNK or TRUNC (never BATCH) */
 	uint8_t space;
 	uint16_t klen;
 	uint16_t mlen;
-	uint32_t vlen;   /* the record's value field length */
+	uint32_t vlen; /* the record's value field length */
 	uint64_t expire_s;
 	uint64_t object; /* LINK, CHUNK, TRUNC */
-	uint64_t size;   /* LINK, TRUNC */
-	uint32_t index;  /* CHUNK */
-	uint32_t dlen;   /* CHUNK data length */
+	uint64_t size; /* LINK, TRUNC */
+	uint32_t index; /* CHUNK */
+	uint32_t dlen; /* CHUNK data length */
 	const uint8_t *key;
 };
 
@@ -40,8 +40,7 @@ size_t bc_hint_entry_encode(uint8_t *out, const struct bc_hint_entry *e);
  * prefix; -EBADMSG if a field is impossible (unknown type, reserved bits, lengths that
  * break the record rules of FORMAT.md).
  */
-int bc_hint_entry_decode(const uint8_t *buf, size_t len, struct bc_hint_entry *e,
-			 size_t *used);
+int bc_hint_entry_decode(const uint8_t *buf, size_t len, struct bc_hint_entry *e, size_t *used);
 
 /*
  * Writing a hint for a data file: entries are buffered and appended to "<name>.tmp";

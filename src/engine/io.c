@@ -182,7 +182,7 @@ int bc_io_preadv_full(const struct bc_io *io, int fd, struct iovec *iov, int n, 
 
 int bc_io_pread_full(const struct bc_io *io, int fd, void *buf, size_t len, uint64_t off)
 {
-	struct iovec v = { .iov_base = buf, .iov_len = len };
+	struct iovec v = {.iov_base = buf, .iov_len = len};
 	return bc_io_preadv_full(io, fd, &v, 1, off);
 }
 
@@ -190,7 +190,7 @@ int bc_io_pread(const struct bc_io *io, int fd, void *buf, size_t len, uint64_t 
 {
 	size_t done = 0;
 	while (done < len) {
-		struct iovec v = { .iov_base = (char *)buf + done, .iov_len = len - done };
+		struct iovec v = {.iov_base = (char *)buf + done, .iov_len = len - done};
 		ssize_t r = io->preadv(io->ctx, fd, &v, 1, (off_t)(off + done));
 		if (r == -EINTR)
 			continue;
@@ -227,7 +227,7 @@ int bc_io_pwritev_full(const struct bc_io *io, int fd, struct iovec *iov, int n,
 
 int bc_io_pwrite_full(const struct bc_io *io, int fd, const void *buf, size_t len, uint64_t off)
 {
-	struct iovec v = { .iov_base = (void *)buf, .iov_len = len };
+	struct iovec v = {.iov_base = (void *)buf, .iov_len = len};
 	return bc_io_pwritev_full(io, fd, &v, 1, off);
 }
 
@@ -278,8 +278,7 @@ int bc_io_unlinkat(const struct bc_io *io, int dirfd, const char *name)
 	return io->unlinkat(io->ctx, dirfd, name);
 }
 
-int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir,
-		 const char *to)
+int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir, const char *to)
 {
 	return io->linkat(io->ctx, fromdir, from, todir, to);
 }

@@ -52,8 +52,7 @@ int bc_io_ftruncate(const struct bc_io *io, int fd, uint64_t len);
 int bc_io_fsize(const struct bc_io *io, int fd, uint64_t *size);
 int bc_io_renameat(const struct bc_io *io, int dirfd, const char *from, const char *to);
 int bc_io_unlinkat(const struct bc_io *io, int dirfd, const char *name);
-int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir,
-		 const char *to);
+int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir, const char *to);
 int bc_io_listdir(const struct bc_io *io, int dirfd, int (*fn)(void *arg, const char *name),
 		  void *arg);
 

@@ -30,19 +30,19 @@ static inline bool bc_loc_eq(const struct bc_loc *a, const struct bc_loc *b)
 /* One chunk of an object. */
 struct bc_chunk {
 	struct bc_loc loc; /* loc.size is never 0 for a chunk that exists */
-	uint32_t dlen;     /* data bytes in the record; the rest of the chunk reads as zeros */
+	uint32_t dlen; /* data bytes in the record; the rest of the chunk reads as zeros */
 };
 
 /* A chunked value. Owned by the object table; its chunks live in a sparse map
  * (chunkmap.c) reached only through the bc_object_* functions below. */
 struct bc_object {
 	uint64_t id;
-	uint64_t size;   /* logical size, from the newest LINK */
-	uint32_t links;  /* keys whose entry points here (0 or 1 once open is done) */
-	uint8_t height;  /* levels of the chunk map above its leaves */
-	uint64_t end;    /* one past the highest index that may hold a chunk */
-	uint64_t count;  /* chunks present */
-	size_t bytes;    /* memory held by the chunk map */
+	uint64_t size; /* logical size, from the newest LINK */
+	uint32_t links; /* keys whose entry points here (0 or 1 once open is done) */
+	uint8_t height; /* levels of the chunk map above its leaves */
+	uint64_t end; /* one past the highest index that may hold a chunk */
+	uint64_t count; /* chunks present */
+	size_t bytes; /* memory held by the chunk map */
 	void *root;
 };
 
@@ -50,10 +50,10 @@ struct bc_object {
 
 /* A keydir entry's value, copied in and out. */
 struct bc_kval {
-	struct bc_loc loc;     /* the PUT or LINK record */
-	uint32_t expire_s;     /* saturated to UINT32_MAX; 0 = never */
-	uint16_t mlen;         /* metadata bytes in the record */
-	uint8_t flags;         /* BC_KV_* */
+	struct bc_loc loc; /* the PUT or LINK record */
+	uint32_t expire_s; /* saturated to UINT32_MAX; 0 = never */
+	uint16_t mlen; /* metadata bytes in the record */
+	uint8_t flags; /* BC_KV_* */
 	struct bc_object *obj; /* with BC_KV_OBJECT */
 };
 
@@ -125,11 +125,9 @@ size_t bc_objtab_count(const struct bc_objtab *t);
 /* Bytes held by the table, its objects and their chunk arrays; O(objects). */
 size_t bc_objtab_memory(const struct bc_objtab *t);
 /* Visit every object (order unspecified); the callback may not add or remove objects. */
-int bc_objtab_each(const struct bc_objtab *t, int (*fn)(void *ctx, struct bc_object *o),
-		   void *ctx);
+int bc_objtab_each(const struct bc_objtab *t, int (*fn)(void *ctx, struct bc_object *o), void *ctx);
 /* Remove and free every object for which drop returns true. */
-void bc_objtab_sweep(struct bc_objtab *t, bool (*drop)(void *ctx, struct bc_object *o),
-		     void *ctx);
+void bc_objtab_sweep(struct bc_objtab *t, bool (*drop)(void *ctx, struct bc_object *o), void *ctx);
 
 /* Chunk i, or NULL when it is a hole (reads as zeros). */
 struct bc_chunk *bc_object_chunk(struct bc_object *o, uint64_t i);

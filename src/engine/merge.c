@@ -44,7 +44,7 @@ struct moved {
 
 struct out {
 	struct bc_db *db;
-	struct bc_file *f;  /* current output file (tmp name) */
+	struct bc_file *f; /* current output file (tmp name) */
 	uint32_t slot;
 	struct bc_hint_writer *hint;
 	uint64_t next_id, limit_id; /* ids still free: [next_id, limit_id) */
@@ -134,8 +134,8 @@ static void out_publish(struct out *o)
 	pthread_rwlock_wrlock(&db->kd_lock);
 	for (size_t i = 0; i < o->nmv; i++) {
 		struct moved *m = &o->mv[i];
-		struct bc_loc from = { m->from_slot, m->from_off, m->size };
-		struct bc_loc to = { o->slot, m->to_off, m->size };
+		struct bc_loc from = {m->from_slot, m->from_off, m->size};
+		struct bc_loc to = {o->slot, m->to_off, m->size};
 		bool moved = false;
 		if (m->type == BC_REC_CHUNK) {
 			struct bc_object *ob = bc_objtab_find(db->objs, m->object);
@@ -287,12 +287,12 @@ static int batch_complete(struct bc_db *db, struct bc_file *f, uint64_t off, uin
 }
 
 /* Decide and copy one record of a run file. */
-static int merge_record(struct out *o, const struct bc_record *rec, uint32_t slot,
-			uint64_t off, bool older_outside, uint64_t now_s)
+static int merge_record(struct out *o, const struct bc_record *rec, uint32_t slot, uint64_t off,
+			bool older_outside, uint64_t now_s)
 {
 	struct bc_db *db = o->db;
 	uint32_t size = bc_record_size(rec->klen, rec->mlen, rec->vlen);
-	struct bc_loc here = { slot, (uint32_t)off, size };
+	struct bc_loc here = {slot, (uint32_t)off, size};
 	struct bc_kval v;
 	bool live = false, keep = false, expired = false;
 
@@ -301,7 +301,7 @@ static int merge_record(struct out *o, const struct bc_record *rec, uint32_t slo
 	case BC_REC_PUT:
 	case BC_REC_LINK:
 		live = bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &v) &&
-		       bc_loc_eq(&v.loc, &here);
+			bc_loc_eq(&v.loc, &here);
 		expired = live && bc_expired(v.expire_s, now_s);
 		break;
 	case BC_REC_CHUNK: {
@@ -323,13 +323,15 @@ static int merge_record(struct out *o, const struct bc_record *rec, uint32_t slo
 
 	if (expired) {
 		/* Drop the key now; leave a delete only where older versions may hide. */
-		struct bc_dropped dropped = { 0 };
+		struct bc_dropped dropped = {0};
 		pthread_rwlock_wrlock(&db->kd_lock);
 		struct bc_kval cur;
 		if (bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &cur) &&
 		    bc_loc_eq(&cur.loc, &here)) {
-			bc_effect e = { .type = BC_REC_DELETE, .space = rec->space,
-					.klen = (uint16_t)rec->klen, .key = rec->key };
+			bc_effect e = {.type = BC_REC_DELETE,
+				       .space = rec->space,
+				       .klen = (uint16_t)rec->klen,
+				       .key = rec->key};
 			bc_apply(db, slot, &e, &dropped);
 		}
 		bc_objects_release(db, &dropped);
@@ -376,7 +378,7 @@ static int merge_file(struct out *o, const struct mfile *mf, bool older_outside)
 			uint64_t obj;
 			uint32_t idx, size;
 			if (bc_scan_damaged_chunk(&s, &obj, &idx, &size)) {
-				struct bc_loc here = { mf->slot, (uint32_t)off, size };
+				struct bc_loc here = {mf->slot, (uint32_t)off, size};
 				pthread_rwlock_rdlock(&db->kd_lock);
 				struct bc_object *ob = bc_objtab_find(db->objs, obj);
 				struct bc_chunk *c = ob ? bc_object_chunk(ob, idx) : NULL;
@@ -452,7 +454,8 @@ static void discard_outputs(struct bc_db *db, struct bc_file **v, size_t n)
 		snprintf(tmp, sizeof(tmp), "%s%s", name, BC_TMP_SUFFIX);
 		/* The keydir may point at copies already: keep the file (renamed into place)
 		 * rather than lose them; a later merge reclaims the duplicates. */
-		if (bc_io_fdatasync(db->io, v[i]->fd) || bc_io_renameat(db->io, db->dirfd, tmp, name))
+		if (bc_io_fdatasync(db->io, v[i]->fd) ||
+		    bc_io_renameat(db->io, db->dirfd, tmp, name))
 			bc_log(db, BC_LOG_ERROR, "%s/%s: could not keep a partial merge output",
 			       db->dir, tmp);
 	}
@@ -474,7 +477,7 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 		       db->dir, live + live / 8, (uint64_t)sv.f_bavail * sv.f_frsize);
 		return -ENOSPC;
 	}
-	struct out o = { .db = db, .next_id = run[n - 1].id + 1, .limit_id = limit_id };
+	struct out o = {.db = db, .next_id = run[n - 1].id + 1, .limit_id = limit_id};
 	o.buf = malloc(OUT_BUF + BC_MAX_RECORD);
 	if (!o.buf)
 		return -ENOMEM;
@@ -499,8 +502,10 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 		goto out;
 	}
 	if (o.stuck) {
-		bc_log(db, BC_LOG_WARN, "%s: merge could not move every record (out of memory, or "
-		       "a damaged chunk still in use); the old files stay", db->dir);
+		bc_log(db, BC_LOG_WARN,
+		       "%s: merge could not move every record (out of memory, or "
+		       "a damaged chunk still in use); the old files stay",
+		       db->dir);
 		goto out;
 	}
 	/* Every live record of the run is in the outputs: retire and unlink the run. */
@@ -520,8 +525,8 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 	atomic_fetch_add(&db->merges, 1);
 	atomic_fetch_add(&db->merge_reclaimed, total > o.written ? total - o.written : 0);
 	bc_log(db, BC_LOG_INFO,
-	       "%s: merged %zu files (%" PRIu64 " bytes) into %zu (%" PRIu64 " bytes)", db->dir,
-	       n, total, o.ndone, o.written);
+	       "%s: merged %zu files (%" PRIu64 " bytes) into %zu (%" PRIu64 " bytes)", db->dir, n,
+	       total, o.ndone, o.written);
 out:
 	free(o.buf);
 	free(o.mv);
@@ -572,7 +577,7 @@ int bc_merge_run(struct bc_db *db, bool full)
 		struct bc_file *f = db->files[i];
 		if (!f || i == db->active)
 			continue;
-		all[n++] = (struct mfile){ i, f->id, f->size, f->live };
+		all[n++] = (struct mfile){i, f->id, f->size, f->live};
 	}
 	pthread_rwlock_unlock(&db->kd_lock);
 	pthread_mutex_unlock(&db->wlock);

@@ -33,14 +33,16 @@ int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc
 	}
 	if (rc == -EBADMSG) {
 		atomic_fetch_add(&db->n_read_err, 1);
-		bc_log(db, BC_LOG_ERROR, "%s/%016" PRIx64 ".data: offset %" PRIu32
-		       ": record failed its check on read", db->dir, f->id, loc->offset);
+		bc_log(db, BC_LOG_ERROR,
+		       "%s/%016" PRIx64 ".data: offset %" PRIu32
+		       ": record failed its check on read",
+		       db->dir, f->id, loc->offset);
 	}
 	return rc;
 }
 
-int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
-	       struct bc_kval *v, struct bc_file **f)
+int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v,
+	       struct bc_file **f)
 {
 	*f = NULL;
 	pthread_rwlock_rdlock(&db->kd_lock);
@@ -57,8 +59,7 @@ int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen,
 }
 
 /* Look up a live (not expired) key; copies its value. */
-static int lookup(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		  struct bc_kval *v)
+static int lookup(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v)
 {
 	if (!db || space > 255 || !klen || (!key && klen))
 		return -EINVAL;
@@ -103,14 +104,13 @@ static int key_record(struct bc_db *db, unsigned space, const void *key, size_t 
  * now, and set *id) into dst (zeros for holes and past the chunk's data). -ENOENT if the
  * key is gone or no longer an object; -EAGAIN if it links another object than *id.
  */
-static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		      uint64_t idx, uint32_t off, uint32_t len, uint8_t *dst, uint8_t **tmp,
-		      uint64_t *want)
+static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t idx,
+		      uint32_t off, uint32_t len, uint8_t *dst, uint8_t **tmp, uint64_t *want)
 {
 	struct bc_kval v;
 	pthread_rwlock_rdlock(&db->kd_lock);
 	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
-	struct bc_chunk c = { 0 };
+	struct bc_chunk c = {0};
 	struct bc_file *f = NULL;
 	uint64_t id = 0;
 	if (found && (v.flags & BC_KV_OBJECT)) {
@@ -152,8 +152,8 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 	return 0;
 }
 
-int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
-	    void *buf, size_t len, size_t *got)
+int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off, void *buf,
+	    size_t len, size_t *got)
 {
 	*got = 0;
 	if (!buf && len)
@@ -252,10 +252,10 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 			return 0;
 		}
 		pthread_rwlock_rdlock(&db->kd_lock);
-		uint64_t size = bc_keydir_get(db->kd, space, key, klen, &v) &&
-						(v.flags & BC_KV_OBJECT)
-					? v.obj->size
-					: 0;
+		uint64_t size =
+			bc_keydir_get(db->kd, space, key, klen, &v) && (v.flags & BC_KV_OBJECT)
+			? v.obj->size
+			: 0;
 		pthread_rwlock_unlock(&db->kd_lock);
 		if ((max_len && size > max_len) || size > SIZE_MAX - 1)
 			return -EFBIG;
@@ -332,8 +332,8 @@ int bc_get_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, 
 	return 0;
 }
 
-int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		 struct bc_stat *st, void *buf, size_t cap, size_t *mlen)
+int bc_stat_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_stat *st,
+		 void *buf, size_t cap, size_t *mlen)
 {
 	struct bc_kval v;
 	uint8_t *rb;
@@ -371,7 +371,7 @@ struct bc_iter {
 	uint8_t space;
 	uint8_t *prefix;
 	size_t plen;
-	uint8_t *last;      /* resume after this key (or at it, when !exclusive) */
+	uint8_t *last; /* resume after this key (or at it, when !exclusive) */
 	size_t llen, lcap;
 	bool started, exclusive, done;
 	struct it_key keys[ITER_BATCH];

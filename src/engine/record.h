@@ -15,8 +15,8 @@
 
 /* A decoded record. Pointers point into the decoded buffer (valid while it is). */
 struct bc_record {
-	uint8_t type;   /* enum bc_rec_type */
-	uint8_t flags;  /* BC_RF_* */
+	uint8_t type; /* enum bc_rec_type */
+	uint8_t flags; /* BC_RF_* */
 	uint8_t space;
 	uint64_t time_ns;
 	uint64_t expire_s;
@@ -27,12 +27,12 @@ struct bc_record {
 	const uint8_t *value; /* the whole value field, vlen bytes */
 	uint32_t vlen;
 	/* Decoded from the value field by type: */
-	uint64_t object;      /* LINK, CHUNK, TRUNC */
-	uint64_t size;        /* LINK, TRUNC: object size; BATCH: member bytes */
-	uint32_t index;       /* CHUNK */
-	uint32_t count;       /* BATCH: members */
-	const uint8_t *data;  /* CHUNK: data (value + 16), PUT: = value */
-	uint32_t dlen;        /* CHUNK: data length, PUT: = vlen */
+	uint64_t object; /* LINK, CHUNK, TRUNC */
+	uint64_t size; /* LINK, TRUNC: object size; BATCH: member bytes */
+	uint32_t index; /* CHUNK */
+	uint32_t count; /* BATCH: members */
+	const uint8_t *data; /* CHUNK: data (value + 16), PUT: = value */
+	uint32_t dlen; /* CHUNK: data length, PUT: = vlen */
 };
 
 /* Total encoded size of a record with these field lengths. */

@@ -18,7 +18,6 @@
 #include "record.h"
 #include "scan.h"
 
-
 static bool parse_id(const char *name, const char *suffix, uint64_t *id)
 {
 	size_t n = strlen(name), sl = strlen(suffix);
@@ -92,11 +91,11 @@ void bc_found_release(struct bc_found *f)
 
 /* A batch being collected during a scan: its members wait until all have arrived. */
 struct pending {
-	uint64_t start;    /* offset of the BATCH record */
-	uint32_t want;     /* members announced */
+	uint64_t start; /* offset of the BATCH record */
+	uint32_t want; /* members announced */
 	bc_effect *v;
 	size_t n, cap;
-	uint8_t *keys;     /* copies of member keys */
+	uint8_t *keys; /* copies of member keys */
 	size_t klen, kcap;
 };
 
@@ -200,7 +199,7 @@ static void note_damage(struct bc_db *db, const char *name, uint64_t off, uint64
  */
 static int keep_damaged_chunk(struct replay *r, const struct bc_scan *s, uint64_t off)
 {
-	bc_effect e = { 0 };
+	bc_effect e = {0};
 	uint32_t size;
 	if (!bc_scan_damaged_chunk(s, &e.object, &e.index, &size))
 		return 0;
@@ -221,7 +220,7 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 {
 	struct bc_db *db = r->db;
 	struct bc_scan s;
-	struct pending p = { 0 };
+	struct pending p = {0};
 	int rc = bc_scan_init(&s, db->io, f->fd, start, f->size);
 	if (rc)
 		return rc;
@@ -267,7 +266,8 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 		}
 		if (rec.flags & BC_RF_BATCH) {
 			if (!p.want) {
-				note_damage(db, r->name, off, len, "batch member without its batch");
+				note_damage(db, r->name, off, len,
+					    "batch member without its batch");
 				continue;
 			}
 			rc = pending_add(&p, &e);
@@ -281,7 +281,8 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 			continue;
 		}
 		if (p.want) {
-			note_damage(db, r->name, p.start, off - p.start, "incomplete batch dropped");
+			note_damage(db, r->name, p.start, off - p.start,
+				    "incomplete batch dropped");
 			pending_drop(&p);
 		}
 		rc = apply_one(r, &e);
@@ -380,7 +381,7 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		free(f);
 		goto out_close;
 	}
-	struct replay r = { .db = db, .slot = (uint32_t)rc, .name = name };
+	struct replay r = {.db = db, .slot = (uint32_t)rc, .name = name};
 	if (will_be_active) {
 		db->active = r.slot;
 		if (!bc_active_hint_open(db))
@@ -412,9 +413,9 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		return rc;
 	if (end < f->size) {
 		db->torn_bytes += f->size - end;
-		bc_log(db, BC_LOG_WARN, "%s/%s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 "%s",
-		       db->dir, name, f->size - end, end,
-		       db->opt.read_only ? " ignored" : " truncated");
+		bc_log(db, BC_LOG_WARN,
+		       "%s/%s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 "%s", db->dir,
+		       name, f->size - end, end, db->opt.read_only ? " ignored" : " truncated");
 		if (!db->opt.read_only) {
 			rc = bc_io_ftruncate(db->io, fd, end);
 			if (rc)

@@ -12,8 +12,7 @@
 
 #define SCAN_BUF (UINT64_C(4) << 20)
 
-int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t start,
-		 uint64_t size)
+int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t start, uint64_t size)
 {
 	memset(s, 0, sizeof(*s));
 	s->io = io;
@@ -114,7 +113,8 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 					return rc;
 				size_t have = s->buf_off + s->buf_len - start;
 				if (have >= sizeof(s->dmg)) {
-					memcpy(s->dmg, s->buf + (start - s->buf_off), sizeof(s->dmg));
+					memcpy(s->dmg, s->buf + (start - s->buf_off),
+					       sizeof(s->dmg));
 					s->dmg_plausible = true;
 				}
 			}

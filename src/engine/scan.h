@@ -16,8 +16,8 @@
 struct bc_scan {
 	const struct bc_io *io;
 	int fd;
-	uint64_t size;    /* scan ends here */
-	uint64_t pos;     /* next offset to decode */
+	uint64_t size; /* scan ends here */
+	uint64_t pos; /* next offset to decode */
 	uint8_t *buf;
 	size_t cap;
 	uint64_t buf_off; /* file offset of buf[0] */
@@ -38,8 +38,7 @@ bool bc_scan_damaged_chunk(const struct bc_scan *s, uint64_t *object, uint32_t *
 
 enum bc_scan_item { BC_SCAN_END = 0, BC_SCAN_RECORD = 1, BC_SCAN_DAMAGE = 2 };
 
-int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t start,
-		 uint64_t size);
+int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t start, uint64_t size);
 void bc_scan_release(struct bc_scan *s);
 
 /*

@@ -34,7 +34,7 @@ struct wb {
 	size_t len, cap;
 	struct wrec *v;
 	size_t n, cap_v;
-	bool batch;   /* members flagged; a BATCH record is put in front at commit */
+	bool batch; /* members flagged; a BATCH record is put in front at commit */
 	uint64_t now;
 	uint8_t ibuf[WB_INLINE];
 	struct wrec iv[WB_INLINE_RECS];
@@ -83,14 +83,14 @@ static int wb_reserve(struct wb *w, size_t more)
  * Append one record. value is the value field in up to two pieces (a 16-byte prefix and
  * data for object records), so chunk data need not be copied twice.
  */
-static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void *v1,
-		  size_t l1, const void *v2, size_t l2)
+static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void *v1, size_t l1,
+		  const void *v2, size_t l2)
 {
 	size_t total = BC_REC_HEADER_SIZE + e->klen + e->mlen + l1 + l2;
 	if (w->n == w->cap_v) {
 		size_t cap = w->cap_v * 2;
-		struct wrec *v = w->v == w->iv ? malloc(cap * sizeof(*v))
-					       : realloc(w->v, cap * sizeof(*v));
+		struct wrec *v =
+			w->v == w->iv ? malloc(cap * sizeof(*v)) : realloc(w->v, cap * sizeof(*v));
 		if (!v)
 			return -ENOMEM;
 		if (w->v == w->iv)
@@ -143,7 +143,7 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 	int rc = bc_append(db, w->buf, w->len, &slot, &base, mark);
 	if (rc)
 		return rc;
-	struct bc_dropped dropped = { 0 };
+	struct bc_dropped dropped = {0};
 	pthread_rwlock_wrlock(&db->kd_lock);
 	db->files[slot]->size = base + w->len;
 	for (size_t i = 0; i < w->n && !rc; i++) {
@@ -210,9 +210,9 @@ struct cur {
 	uint64_t expire_s;
 	const uint8_t *meta;
 	uint32_t mlen;
-	const uint8_t *value;  /* inline value */
-	uint8_t *rbuf;         /* owns meta and value */
-	bool relink;           /* meta was replaced: the key's record must be rewritten */
+	const uint8_t *value; /* inline value */
+	uint8_t *rbuf; /* owns meta and value */
+	bool relink; /* meta was replaced: the key's record must be rewritten */
 };
 
 static void cur_release(struct cur *c)
@@ -222,8 +222,7 @@ static void cur_release(struct cur *c)
 }
 
 /* Load a key's newest record (meta and inline value). -ENOENT if absent or expired. */
-static int cur_load(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		    struct cur *c)
+static int cur_load(struct bc_db *db, unsigned space, const void *key, size_t klen, struct cur *c)
 {
 	memset(c, 0, sizeof(*c));
 	struct bc_kval v;
@@ -272,7 +271,7 @@ out_fail:
 static bc_effect eff(uint8_t type, unsigned space, const void *key, size_t klen, size_t mlen,
 		     uint64_t expire_s)
 {
-	bc_effect e = { 0 };
+	bc_effect e = {0};
 	e.type = type;
 	e.space = (uint8_t)space;
 	e.key = key;
@@ -290,9 +289,8 @@ static int add_put(struct wb *w, unsigned space, const void *key, size_t klen, c
 	return wb_add(w, &e, meta, val, vlen, NULL, 0);
 }
 
-static int add_link(struct wb *w, unsigned space, const void *key, size_t klen,
-		    const void *meta, size_t mlen, uint64_t expire_s, uint64_t object,
-		    uint64_t size)
+static int add_link(struct wb *w, unsigned space, const void *key, size_t klen, const void *meta,
+		    size_t mlen, uint64_t expire_s, uint64_t object, uint64_t size)
 {
 	uint8_t v[BC_OBJ_VALUE_SIZE];
 	bc_record_obj_value(v, object, size);
@@ -302,8 +300,7 @@ static int add_link(struct wb *w, unsigned space, const void *key, size_t klen,
 	return wb_add(w, &e, meta, v, sizeof(v), NULL, 0);
 }
 
-static int add_chunk(struct wb *w, uint64_t object, uint32_t index, const void *data,
-		     size_t dlen)
+static int add_chunk(struct wb *w, uint64_t object, uint32_t index, const void *data, size_t dlen)
 {
 	uint8_t v[BC_CHUNK_PREFIX];
 	bc_record_chunk_prefix(v, object, index);
@@ -338,7 +335,7 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 	*dlen = 0;
 	pthread_rwlock_rdlock(&db->kd_lock);
 	struct bc_chunk *c = bc_object_chunk(obj, idx);
-	struct bc_chunk cc = c ? *c : (struct bc_chunk){ 0 };
+	struct bc_chunk cc = c ? *c : (struct bc_chunk){0};
 	struct bc_file *f = c ? bc_file_get(db, cc.loc.file) : NULL;
 	pthread_rwlock_unlock(&db->kd_lock);
 	if (!f)
@@ -492,8 +489,7 @@ int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen)
 
 /* Write buf at off into an object (wlock held), as one batch. */
 static int object_write(struct bc_db *db, unsigned space, const void *key, size_t klen,
-			struct cur *c, uint64_t off, const uint8_t *buf, size_t len,
-			uint64_t *mark)
+			struct cur *c, uint64_t off, const uint8_t *buf, size_t len, uint64_t *mark)
 {
 	uint64_t old = c->size, nsize = off + len > old ? off + len : old;
 	uint64_t first = off / BC_CHUNK_SIZE, last = (off + len - 1) / BC_CHUNK_SIZE;
@@ -504,12 +500,12 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 	for (uint64_t i = first; i <= last && !rc; i++) {
 		uint64_t cstart = i * BC_CHUNK_SIZE;
 		uint64_t ws = off > cstart ? off - cstart : 0;
-		uint64_t we = off + len - cstart < BC_CHUNK_SIZE ? off + len - cstart
-								 : BC_CHUNK_SIZE;
+		uint64_t we =
+			off + len - cstart < BC_CHUNK_SIZE ? off + len - cstart : BC_CHUNK_SIZE;
 		const uint8_t *src = buf + (cstart + ws - off);
-		uint64_t old_end = old > cstart ? (old - cstart < BC_CHUNK_SIZE ? old - cstart
-									  : BC_CHUNK_SIZE)
-						: 0;
+		uint64_t old_end = old > cstart
+			? (old - cstart < BC_CHUNK_SIZE ? old - cstart : BC_CHUNK_SIZE)
+			: 0;
 		if (ws == 0 && we >= old_end) {
 			/* The write covers all old data of this chunk: no read needed. */
 			rc = add_chunk(&w, c->object_id, (uint32_t)i, src, we);
@@ -592,8 +588,8 @@ static int convert_write(struct bc_db *db, unsigned space, const void *key, size
 	while (!rc && len && pos < off + len) {
 		uint64_t i = pos / BC_CHUNK_SIZE, cstart = i * BC_CHUNK_SIZE;
 		uint64_t ws = pos - cstart;
-		uint64_t we = off + len - cstart < BC_CHUNK_SIZE ? off + len - cstart
-								 : BC_CHUNK_SIZE;
+		uint64_t we =
+			off + len - cstart < BC_CHUNK_SIZE ? off + len - cstart : BC_CHUNK_SIZE;
 		if (ws == 0) {
 			/* Whole chunks straight from the caller's buffer. */
 			uint64_t full = (off + len - pos) / BC_CHUNK_SIZE * BC_CHUNK_SIZE;
@@ -624,8 +620,8 @@ static int convert_write(struct bc_db *db, unsigned space, const void *key, size
 
 /* Rewrite an inline value resized/patched, keeping meta and expiry. */
 static int inline_write(struct bc_db *db, unsigned space, const void *key, size_t klen,
-			struct cur *c, uint64_t nsize, uint64_t off, const uint8_t *buf,
-			size_t len, uint64_t *mark)
+			struct cur *c, uint64_t nsize, uint64_t off, const uint8_t *buf, size_t len,
+			uint64_t *mark)
 {
 	uint8_t *v = calloc(1, nsize ? nsize : 1);
 	if (!v)
@@ -654,9 +650,8 @@ struct newmeta {
 	size_t mlen;
 };
 
-static int write_piece(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		       uint64_t off, const uint8_t *buf, size_t len, const struct newmeta *nm,
-		       uint64_t *mark)
+static int write_piece(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
+		       const uint8_t *buf, size_t len, const struct newmeta *nm, uint64_t *mark)
 {
 	struct cur c;
 	int rc = cur_load(db, space, key, klen, &c);
@@ -728,14 +723,14 @@ static int write_common(struct bc_db *db, unsigned space, const void *key, size_
 int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
 	     const void *buf, size_t len)
 {
-	struct newmeta nm = { 0 };
+	struct newmeta nm = {0};
 	return write_common(db, space, key, klen, off, buf, len, &nm);
 }
 
 int bc_write_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,
 		  const void *buf, size_t len, const void *meta, size_t mlen)
 {
-	struct newmeta nm = { .set = true, .meta = meta, .mlen = mlen };
+	struct newmeta nm = {.set = true, .meta = meta, .mlen = mlen};
 	return write_common(db, space, key, klen, off, buf, len, &nm);
 }
 
@@ -813,8 +808,8 @@ static int add_remeta(struct wb *w, unsigned space, const void *key, size_t klen
 	return add_put(w, space, key, klen, c->value, c->size, meta, mlen, c->expire_s);
 }
 
-int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		const void *meta, size_t mlen)
+int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, const void *meta,
+		size_t mlen)
 {
 	int rc = check_writable(db);
 	if (!rc)
@@ -849,12 +844,12 @@ enum bop { OP_PUT, OP_DELETE, OP_RENAME, OP_META };
 struct bc_batch_op {
 	enum bop kind;
 	uint8_t space, space2;
-	size_t key, klen;     /* offsets into the batch's byte store */
-	size_t key2, klen2;   /* rename target */
+	size_t key, klen; /* offsets into the batch's byte store */
+	size_t key2, klen2; /* rename target */
 	size_t val, vlen;
 	size_t meta, mlen;
 	uint64_t expire_s;
-	uint64_t object;      /* large put: its fresh object, written before the batch */
+	uint64_t object; /* large put: its fresh object, written before the batch */
 };
 
 struct bc_batch {
@@ -936,8 +931,8 @@ static int badd(struct bc_batch *b, struct bc_batch_op *op, const struct bpiece 
 	return rc;
 }
 
-int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t klen,
-		 const void *val, size_t vlen, const void *meta, size_t mlen, uint64_t expire_s)
+int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t klen, const void *val,
+		 size_t vlen, const void *meta, size_t mlen, uint64_t expire_s)
 {
 	int rc = b ? check_key(space, key, klen) : -EINVAL;
 	if (rc)
@@ -946,10 +941,13 @@ int bc_batch_put(struct bc_batch *b, unsigned space, const void *key, size_t kle
 		return -EINVAL;
 	if (mlen > BC_MAX_META || vlen > BC_MAX_VALUE)
 		return -EFBIG;
-	struct bc_batch_op op = { .kind = OP_PUT, .space = (uint8_t)space, .klen = klen,
-				  .vlen = vlen, .mlen = mlen, .expire_s = expire_s };
-	struct bpiece pc[] = { { key, klen, &op.key }, { val, vlen, &op.val },
-			       { meta, mlen, &op.meta } };
+	struct bc_batch_op op = {.kind = OP_PUT,
+				 .space = (uint8_t)space,
+				 .klen = klen,
+				 .vlen = vlen,
+				 .mlen = mlen,
+				 .expire_s = expire_s};
+	struct bpiece pc[] = {{key, klen, &op.key}, {val, vlen, &op.val}, {meta, mlen, &op.meta}};
 	return badd(b, &op, pc, 3);
 }
 
@@ -958,8 +956,8 @@ int bc_batch_delete(struct bc_batch *b, unsigned space, const void *key, size_t 
 	int rc = b ? check_key(space, key, klen) : -EINVAL;
 	if (rc)
 		return rc;
-	struct bc_batch_op op = { .kind = OP_DELETE, .space = (uint8_t)space, .klen = klen };
-	struct bpiece pc[] = { { key, klen, &op.key } };
+	struct bc_batch_op op = {.kind = OP_DELETE, .space = (uint8_t)space, .klen = klen};
+	struct bpiece pc[] = {{key, klen, &op.key}};
 	return badd(b, &op, pc, 1);
 }
 
@@ -971,9 +969,12 @@ int bc_batch_rename(struct bc_batch *b, unsigned from_space, const void *from, s
 		rc = check_key(to_space, to, tlen);
 	if (rc)
 		return rc;
-	struct bc_batch_op op = { .kind = OP_RENAME, .space = (uint8_t)from_space, .klen = flen,
-				  .space2 = (uint8_t)to_space, .klen2 = tlen };
-	struct bpiece pc[] = { { from, flen, &op.key }, { to, tlen, &op.key2 } };
+	struct bc_batch_op op = {.kind = OP_RENAME,
+				 .space = (uint8_t)from_space,
+				 .klen = flen,
+				 .space2 = (uint8_t)to_space,
+				 .klen2 = tlen};
+	struct bpiece pc[] = {{from, flen, &op.key}, {to, tlen, &op.key2}};
 	return badd(b, &op, pc, 2);
 }
 
@@ -987,9 +988,9 @@ int bc_batch_set_meta(struct bc_batch *b, unsigned space, const void *key, size_
 		return -EINVAL;
 	if (mlen > BC_MAX_META)
 		return -EFBIG;
-	struct bc_batch_op op = { .kind = OP_META, .space = (uint8_t)space, .klen = klen,
-				  .mlen = mlen };
-	struct bpiece pc[] = { { key, klen, &op.key }, { meta, mlen, &op.meta } };
+	struct bc_batch_op op = {
+		.kind = OP_META, .space = (uint8_t)space, .klen = klen, .mlen = mlen};
+	struct bpiece pc[] = {{key, klen, &op.key}, {meta, mlen, &op.meta}};
 	return badd(b, &op, pc, 2);
 }
 
@@ -1072,8 +1073,8 @@ static void ov_release(struct overlay *o)
  * Copy the state of a key as the batch sees it (overlay first, then the store) into *out,
  * whose pointers stay valid until the key's entry changes. *present says whether it is.
  */
-static int ov_state(struct bc_db *db, struct overlay *o, unsigned space, const uint8_t *k,
-		    size_t n, struct cur *out)
+static int ov_state(struct bc_db *db, struct overlay *o, unsigned space, const uint8_t *k, size_t n,
+		    struct cur *out)
 {
 	struct ov_ent *e = ov_get(o, space, k, n);
 	if (!e)
@@ -1137,8 +1138,11 @@ static int plan_op(struct bc_db *db, const struct bc_batch *b, const struct bc_b
 	int rc;
 	switch (op->kind) {
 	case OP_PUT: {
-		struct cur n = { .present = true, .size = op->vlen, .expire_s = op->expire_s,
-				 .meta = meta, .mlen = (uint32_t)op->mlen };
+		struct cur n = {.present = true,
+				.size = op->vlen,
+				.expire_s = op->expire_s,
+				.meta = meta,
+				.mlen = (uint32_t)op->mlen};
 		if (op->object) {
 			n.object = true;
 			n.object_id = op->object;
@@ -1217,7 +1221,7 @@ int bc_batch_commit(struct bc_db *db, struct bc_batch *b)
 		rc = write_fresh_chunks(db, op->object, 0, b->bytes + op->val, op->vlen);
 	}
 	struct wb w;
-	struct overlay o = { 0 };
+	struct overlay o = {0};
 	wb_init(&w, true);
 	if (!rc)
 		rc = plan_batch(db, b, &w, &o);
@@ -1244,8 +1248,8 @@ struct bc_stream {
 	uint8_t space;
 	uint8_t *key;
 	size_t klen;
-	uint8_t *buf;    /* STREAM_BUF bytes */
-	size_t len;      /* buffered */
+	uint8_t *buf; /* STREAM_BUF bytes */
+	size_t len; /* buffered */
 	uint64_t written; /* bytes already out as chunks */
 	uint64_t object; /* 0 until the first flush */
 	int err;
@@ -1330,8 +1334,8 @@ int bc_stream_commit(struct bc_stream *s, const void *meta, size_t mlen, uint64_
 	uint64_t mark = 0;
 	if (!rc && !s->object && s->len <= BC_MAX_INLINE) {
 		pthread_mutex_lock(&db->wlock);
-		rc = put_locked(db, s->space, s->key, s->klen, s->buf, s->len, meta, mlen,
-				expire_s, &mark);
+		rc = put_locked(db, s->space, s->key, s->klen, s->buf, s->len, meta, mlen, expire_s,
+				&mark);
 		pthread_mutex_unlock(&db->wlock);
 	} else if (!rc) {
 		rc = stream_flush(s, true);

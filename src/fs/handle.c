@@ -144,8 +144,8 @@ static int flush_both(struct bcfs *fs, struct bcfs_inode *in)
 	n = buf ? bcfs_meta_encode(&m, buf, bcfs_meta_size(&m) + 1) : -ENOMEM;
 	bcfs_meta_release(&m);
 	if (n >= 0)
-		n = bc_write_meta(fs->db, in->space, in->key, in->klen, in->doff, in->dbuf, in->dlen,
-				  buf, (size_t)n);
+		n = bc_write_meta(fs->db, in->space, in->key, in->klen, in->doff, in->dbuf,
+				  in->dlen, buf, (size_t)n);
 	free(buf);
 	if (n < 0)
 		return n;

@@ -148,7 +148,7 @@ static void *merger(void *arg)
 START_TEST(readers_writers_merges)
 {
 	char *dir = tu_tmpdir("conc");
-	struct bc_options o = { 0 };
+	struct bc_options o = {0};
 	o.log = quiet;
 	o.max_file_size = 256 * 1024;
 	o.merge_disable_auto = true;

@@ -30,7 +30,7 @@ static void quiet(void *ctx, enum bc_log_level level, const char *msg)
 
 static struct bc_options opts(void)
 {
-	struct bc_options o = { 0 };
+	struct bc_options o = {0};
 	o.log = quiet;
 	o.merge_disable_auto = true;
 	return o;
@@ -166,7 +166,7 @@ END_TEST
 
 START_TEST(large_values)
 {
-	struct tu_rng r = { 7 };
+	struct tu_rng r = {7};
 	size_t len = 3 * BC_CHUNK_SIZE + 12345;
 	uint8_t *v = malloc(len);
 	tu_fill(&r, v, len);
@@ -249,21 +249,21 @@ static void m_truncate(uint64_t size)
 
 START_TEST(partial_writes_and_truncate)
 {
-	struct tu_rng r = { 11 };
+	struct tu_rng r = {11};
 	uint8_t *buf = malloc(5 * BC_CHUNK_SIZE);
 	tu_fill(&r, buf, 5 * BC_CHUNK_SIZE);
 	model = NULL;
 	model_len = 0;
-	m_write(0, buf, 10);               /* create small */
-	m_write(100, buf, 50);             /* gap inside inline */
+	m_write(0, buf, 10); /* create small */
+	m_write(100, buf, 50); /* gap inside inline */
 	m_write(BC_CHUNK_SIZE - 5, buf, 20); /* inline -> object */
 	expect_bytes("f", model, model_len);
 	m_write(3 * BC_CHUNK_SIZE + 7, buf, 2 * BC_CHUNK_SIZE); /* sparse extension */
 	expect_bytes("f", model, model_len);
 	m_write(BC_CHUNK_SIZE + 1, buf + 3, 3); /* small overwrite mid object */
 	expect_bytes("f", model, model_len);
-	m_truncate(BC_CHUNK_SIZE + 2);     /* cut inside a chunk */
-	m_truncate(4 * BC_CHUNK_SIZE);     /* regrow: the cut bytes must read as zeros */
+	m_truncate(BC_CHUNK_SIZE + 2); /* cut inside a chunk */
+	m_truncate(4 * BC_CHUNK_SIZE); /* regrow: the cut bytes must read as zeros */
 	expect_bytes("f", model, model_len);
 	m_truncate(10);
 	m_truncate(70000);
@@ -324,7 +324,7 @@ END_TEST
 
 START_TEST(batches_and_renames)
 {
-	struct tu_rng r = { 3 };
+	struct tu_rng r = {3};
 	size_t blen = 2 * BC_CHUNK_SIZE + 3;
 	uint8_t *big = malloc(blen);
 	tu_fill(&r, big, blen);
