@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
  * CRC-32C (docs/FORMAT.md "Checksums"). Two implementations of one function: the SSE4.2
- * crc32 instruction, eight bytes per step, chosen at run time when the CPU has it; and
- * portable slicing-by-8 tables, built once on first use. bc_crc32c_combine joins two CRCs
+ * crc32 instruction, chosen at run time when the CPU has it; and portable slicing-by-8
+ * tables, built once on first use. The instruction takes three cycles to give its result
+ * but can start a new one every cycle, so long buffers are cut into three lanes whose CRCs
+ * run interleaved and are then joined: joining multiplies a lane's register by
+ * x^(8 lane bytes), a linear map on 32 bits that two precomputed 4 x 256 tables apply in
+ * four lookups (one table per lane length). bc_crc32c_combine joins two CRCs
  * by multiplying by x^(8n) modulo the polynomial (the method of zlib's crc32_combine), so a
  * body can be checksummed before the header that precedes it is known.
  *
@@ -30,6 +34,13 @@ static uint32_t table[8][256];
 #define X2N_SIZE 67
 static uint32_t x2n[X2N_SIZE];
 static bool have_hw;
+/* Lane lengths for the interleaved instruction path, and their shift tables. */
+#define LANE_LONG 8192
+#define LANE_SHORT 256
+struct shift {
+	uint32_t t[4][256];
+};
+static struct shift shift_long, shift_short;
 
 /* a * b modulo the polynomial; a must not be 0 (x^n never is). */
 static uint32_t multmodp(uint32_t a, uint32_t b)
@@ -47,6 +58,26 @@ static uint32_t multmodp(uint32_t a, uint32_t b)
 		b = b & 1 ? (b >> 1) ^ POLY : b >> 1;
 	}
 	return p;
+}
+
+/* x^(8 n) modulo the polynomial: the product of x^(2^k) over the set bits k - 3 of n. */
+static uint32_t x8n(uint64_t n)
+{
+	uint32_t xn = UINT32_C(1) << 31; /* x^0 */
+	for (unsigned k = 3; n; k++, n >>= 1) {
+		if (n & 1)
+			xn = multmodp(x2n[k], xn);
+	}
+	return xn;
+}
+
+/* s->t[b][v] = (v << 8b) * x^(8 n): the register shifted over n zero bytes, byte by byte. */
+static void shift_init(struct shift *s, uint64_t n)
+{
+	uint32_t xn = x8n(n);
+	for (unsigned b = 0; b < 4; b++)
+		for (uint32_t v = 0; v < 256; v++)
+			s->t[b][v] = multmodp(xn, v << (8 * b));
 }
 
 static void crc_init(void)
@@ -69,6 +100,8 @@ static void crc_init(void)
 	x2n[0] = p;
 	for (int k = 1; k < X2N_SIZE; k++)
 		x2n[k] = p = multmodp(p, p);
+	shift_init(&shift_long, LANE_LONG);
+	shift_init(&shift_short, LANE_SHORT);
 
 #if BC_CRC_X86
 	__builtin_cpu_init();
@@ -104,6 +137,35 @@ static uint32_t crc_sw(uint32_t c, const uint8_t *p, size_t len)
 }
 
 #if BC_CRC_X86
+static inline uint32_t shift(const struct shift *s, uint32_t c)
+{
+	return s->t[0][c & 0xff] ^ s->t[1][(c >> 8) & 0xff] ^ s->t[2][(c >> 16) & 0xff] ^
+		s->t[3][c >> 24];
+}
+
+static inline uint64_t load64(const uint8_t *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+/* 3 n bytes at p onto register a as three interleaved lanes of n bytes (n % 8 == 0); t
+ * shifts a register over n bytes. The register is linear in its start value, so lane b's
+ * and c's, started at 0, join a's by shift-and-xor. */
+__attribute__((target("sse4.2"))) static inline uint64_t lanes(uint64_t a, const uint8_t *p,
+							       size_t n, const struct shift *t)
+{
+	uint64_t b = 0, c = 0;
+	for (size_t i = 0; i < n; i += 8) {
+		a = _mm_crc32_u64(a, load64(p + i));
+		b = _mm_crc32_u64(b, load64(p + n + i));
+		c = _mm_crc32_u64(c, load64(p + 2 * n + i));
+	}
+	a = shift(t, (uint32_t)a) ^ (uint32_t)b;
+	return shift(t, (uint32_t)a) ^ (uint32_t)c;
+}
+
 /* The crc32 instruction over the inverted register c; x86 is little-endian, as is the CRC. */
 __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8_t *p, size_t len)
 {
@@ -112,10 +174,12 @@ __attribute__((target("sse4.2"))) static uint32_t crc_hw(uint32_t c, const uint8
 		len--;
 	}
 	uint64_t c64 = c;
+	for (; len >= 3 * LANE_LONG; p += 3 * LANE_LONG, len -= 3 * LANE_LONG)
+		c64 = lanes(c64, p, LANE_LONG, &shift_long);
+	for (; len >= 3 * LANE_SHORT; p += 3 * LANE_SHORT, len -= 3 * LANE_SHORT)
+		c64 = lanes(c64, p, LANE_SHORT, &shift_short);
 	while (len >= 8) {
-		uint64_t v;
-		memcpy(&v, p, sizeof(v));
-		c64 = _mm_crc32_u64(c64, v);
+		c64 = _mm_crc32_u64(c64, load64(p));
 		p += 8;
 		len -= 8;
 	}
@@ -156,13 +220,6 @@ uint32_t bc_crc32c(uint32_t crc, const void *buf, size_t len)
 uint32_t bc_crc32c_combine(uint32_t crc_a, uint32_t crc_b, uint64_t len_b)
 {
 	pthread_once(&crc_once, crc_init);
-
-	/* Appending len_b bytes multiplies crc_a by x^(8 len_b); x^(8 len_b) is the product
-	 * of x^(2^k) over the set bits k of 8 len_b, that is bits k - 3 of len_b. */
-	uint32_t xn = UINT32_C(1) << 31; /* x^0 */
-	for (unsigned k = 3; len_b; k++, len_b >>= 1) {
-		if (len_b & 1)
-			xn = multmodp(x2n[k], xn);
-	}
-	return multmodp(xn, crc_a) ^ crc_b;
+	/* Appending len_b bytes multiplies crc_a by x^(8 len_b). */
+	return multmodp(x8n(len_b), crc_a) ^ crc_b;
 }

@@ -127,6 +127,18 @@ START_TEST(hw_equals_sw)
 			      "len %zu align %zu seed %08x", len, align, seed);
 		ck_assert_uint_eq(bc_crc32c(seed, buf + align, len), sw);
 	}
+	/* Either side of where the instruction path switches to three lanes of 256 and of
+	 * 8192 bytes, and several rounds of each. */
+	static const size_t edges[] = {767,   768,   769,   775,	 776,	1535,
+				       1536,  2311,  24575, 24576,	 24577, 24583,
+				       25343, 25344, 49152, 49152 + 768, 70000};
+	for (size_t i = 0; i < sizeof(edges) / sizeof(edges[0]); i++) {
+		for (size_t align = 0; align < 9; align++) {
+			uint32_t sw = bc_crc32c_sw(0x12345678, buf + align, edges[i]);
+			ck_assert_msg(bc_crc32c_hw(0x12345678, buf + align, edges[i]) == sw,
+				      "len %zu align %zu", edges[i], align);
+		}
+	}
 	free(buf);
 }
 END_TEST
