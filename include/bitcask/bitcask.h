@@ -11,7 +11,8 @@
  *
  * Conventions: every function that can fail returns 0 or a negative errno:
  *   -ENOENT        key missing (or expired)
- *   -EBADMSG       a record failed its CRC or is malformed (corruption)
+ *   -EBADMSG       a record failed its CRC or is malformed, or a read met a hole that may
+ *                  be a chunk lost to damage (corruption)
  *   -ENAMETOOLONG  key longer than BC_MAX_KEY
  *   -EFBIG         value, metadata or offset beyond the limits below
  *   -EROFS         the store was opened read-only
@@ -309,8 +310,11 @@ typedef void (*bc_check_fn)(void *ctx, const char *file, uint64_t offset, const 
 
 /*
  * Verify every record of the store in dir (without the lock, read-only) and every hint
- * file; call report for each problem. *problems receives the count. Returns 0 when the
- * walk finished (even with problems) or an error that stopped it.
+ * file; call report for each problem. When it finds any, it also replays the store as a
+ * read-only bc_open does and reports each key whose value has holes that may be chunks lost
+ * in the damage (such holes read as -EBADMSG; docs/FORMAT.md "Recovery"): the reason names
+ * the key, file and offset are those of its LINK record. *problems receives the count.
+ * Returns 0 when the walk finished (even with problems) or an error that stopped it.
  */
 int bc_check(const char *dir, bc_check_fn report, void *ctx, uint64_t *problems);
 

@@ -169,5 +169,8 @@ static bool sweep_one(void *ctx, struct bc_object *o)
 
 void bc_apply_sweep(struct bc_db *db)
 {
+	/* Damage in the newest file: every object known now may have lost a chunk there. */
+	if (db->suspect_below == UINT64_MAX)
+		db->suspect_below = db->next_object;
 	bc_objtab_sweep(db->objs, sweep_one, db);
 }

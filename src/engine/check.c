@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Offline inspection of a store directory without opening it as a store (no lock, no
- * recovery, nothing written): bc_check verifies every record, batch and hint file and
- * reports each problem with file and offset; bc_dump walks every record in replay order.
- * Both read through the same scanner as recovery, so they see exactly what open would.
+ * Offline inspection of a store directory without opening it as a store (no lock, nothing
+ * written): bc_check verifies every record, batch and hint file and reports each problem
+ * with file and offset, and after damage replays the store read-only to name the keys
+ * whose holes may hide lost chunks; bc_dump walks every record in replay order. Both read
+ * through the same scanner as recovery, so they see exactly what open would.
  */
 #include "db.h"
 
@@ -265,12 +266,81 @@ static int walk_dir(const char *dir, struct walk *w, bool hints)
 	return rc;
 }
 
+static void quiet(void *ctx, enum bc_log_level level, const char *msg)
+{
+	(void)ctx;
+	(void)level;
+	(void)msg;
+}
+
+/* Up to 64 bytes of a key, printable ASCII as is, other bytes as \xHH. */
+static void key_text(char *out, size_t cap, const uint8_t *key, size_t klen)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < klen && i < 64 && o + 5 < cap; i++) {
+		if (key[i] >= 0x20 && key[i] < 0x7f && key[i] != '\\' && key[i] != '"')
+			out[o++] = (char)key[i];
+		else
+			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", key[i]);
+	}
+	if (klen > 64 && o + 4 < cap)
+		o += (size_t)snprintf(out + o, cap - o, "...");
+	out[o] = 0;
+}
+
+struct suspects {
+	struct walk *w;
+	struct bc_db *db;
+};
+
+static int suspect_key(void *ctx, unsigned space, const uint8_t *key, size_t klen,
+		       const struct bc_kval *v)
+{
+	struct suspects *sp = ctx;
+	const struct bc_object *o = v->obj;
+	if (!(v->flags & BC_KV_OBJECT) || !bc_object_suspect(sp->db, o) ||
+	    o->count >= (o->size + BC_CHUNK_SIZE - 1) / BC_CHUNK_SIZE)
+		return 0;
+	char name[BC_FILE_NAME_MAX], text[300];
+	const struct bc_file *f = sp->db->files[v->loc.file];
+	bc_file_name(name, f ? f->id : 0, BC_DATA_SUFFIX);
+	key_text(text, sizeof(text), key, klen);
+	problem(sp->w, name, v->loc.offset,
+		"key \"%s\" (space %u): object %" PRIu64 " may have lost chunks to damage; its "
+		"holes read as errors",
+		text, space, o->id);
+	return 0;
+}
+
+/*
+ * After damage, replay the store as a read-only open does and name every key whose value
+ * has holes that may be chunks lost in the damage (docs/FORMAT.md "Recovery").
+ */
+static void check_suspects(const char *dir, struct walk *w)
+{
+	struct bc_options o = {.read_only = true, .log = quiet};
+	struct bc_db *db;
+	int rc = bc_open(dir, &o, &db);
+	if (rc) {
+		problem(w, ".", 0, "the store does not open read-only: %s", bc_strerror(rc));
+		return;
+	}
+	struct suspects sp = {.w = w, .db = db};
+	pthread_rwlock_rdlock(&db->kd_lock);
+	if (db->suspect_below)
+		bc_keydir_scan_all(db->kd, suspect_key, &sp);
+	pthread_rwlock_unlock(&db->kd_lock);
+	bc_close(db);
+}
+
 int bc_check(const char *dir, bc_check_fn report, void *ctx, uint64_t *problems)
 {
 	struct walk w = {.report = report, .ctx = ctx};
 	if (!dir)
 		return -EINVAL;
 	int rc = walk_dir(dir, &w, true);
+	if (!rc && w.problems)
+		check_suspects(dir, &w);
 	if (problems)
 		*problems = w.problems;
 	return rc;

@@ -33,6 +33,8 @@ struct bc_file {
 	uint64_t live; /* bytes of records the keydir or object table points at */
 	atomic_bool has_hint; /* set under wlock or by merge, read by stats */
 	bool retired; /* merged away: closed when the last reader lets go */
+	bool damaged; /* holds damage that may have been a chunk (recover.c): merge keeps it,
+			 and the file after it, whose header bounds the objects at risk */
 	atomic_uint refs; /* the table's own reference plus readers in flight */
 };
 
@@ -79,6 +81,13 @@ struct bc_db {
 	pthread_cond_t merge_cv; /* signalled when merge_running drops */
 	bool merge_running;
 	atomic_uint_fast64_t merge_total, merge_done, merges, merge_reclaimed;
+
+	/*
+	 * Objects with an id below this may have lost a chunk in damaged bytes that recovery
+	 * could not attribute (recover.c): their holes read as -EBADMSG, not zeros. 0: none.
+	 * Set during replay only (UINT64_MAX there means "the counter at its end").
+	 */
+	uint64_t suspect_below;
 
 	/* Counters. */
 	atomic_uint_fast64_t n_put, n_get, n_del, n_batch, n_sync, n_read_err;
@@ -129,6 +138,12 @@ void bc_objects_release(struct bc_db *db, struct bc_dropped *d);
 /* Account an object's chunks as dead and remove it (kd_lock held for writing). */
 void bc_object_drop(struct bc_db *db, struct bc_object *o);
 uint32_t bc_effect_record_size(const bc_effect *e);
+
+/* May a hole of o be a chunk lost to damage (so it must read as -EBADMSG, not zeros)? */
+static inline bool bc_object_suspect(const struct bc_db *db, const struct bc_object *o)
+{
+	return o->id < db->suspect_below;
+}
 
 /* After replay: drop unlinked objects and chunks past each object's end (apply.c). */
 void bc_apply_sweep(struct bc_db *db);

@@ -27,6 +27,7 @@
 struct mfile {
 	uint32_t slot;
 	uint64_t id, size, live;
+	bool damaged; /* bc_file.damaged */
 };
 
 /* A copied record waiting for its output bytes to reach the file before the keydir moves. */
@@ -577,7 +578,7 @@ int bc_merge_run(struct bc_db *db, bool full)
 		struct bc_file *f = db->files[i];
 		if (!f || i == db->active)
 			continue;
-		all[n++] = (struct mfile){i, f->id, f->size, f->live};
+		all[n++] = (struct mfile){i, f->id, f->size, f->live, f->damaged};
 	}
 	pthread_rwlock_unlock(&db->kd_lock);
 	pthread_mutex_unlock(&db->wlock);
@@ -595,18 +596,27 @@ int bc_merge_run(struct bc_db *db, bool full)
 		rc = -ENOMEM;
 		goto out;
 	}
-	for (size_t i = 0; i < n; i++) {
-		pick[i] = triggered(db, &all[i], full, nsmall);
+	/* Damage that may have held chunks is the evidence that the holes of older objects
+	 * are lost, and the header of the file after it says which objects are older
+	 * (recover.c, suspect_objects): neither is ever merged away. */
+	for (size_t i = 0; i < n; i++)
+		if (all[i].damaged || (i > 0 && all[i - 1].damaged))
+			pick[i] = false;
+		else
+			pick[i] = triggered(db, &all[i], full, nsmall);
+	/* An output needs a free id after its run: absorb a following file that sits on
+	 * the very next id (an earlier merge's output), or, when that file must stay, leave
+	 * the run's last file out too. */
+	for (size_t i = 0; i + 1 < n; i++)
+		if (pick[i] && !pick[i + 1] && all[i + 1].id == all[i].id + 1 &&
+		    !all[i + 1].damaged && !all[i].damaged)
+			pick[i + 1] = true;
+	for (size_t i = n; i-- > 1;)
+		if (pick[i - 1] && !pick[i] && all[i].id == all[i - 1].id + 1)
+			pick[i - 1] = false;
+	for (size_t i = 0; i < n; i++)
 		if (pick[i])
 			total += all[i].size;
-	}
-	/* An output needs a free id after its run: absorb a following file that sits on
-	 * the very next id (an earlier merge's output). */
-	for (size_t i = 0; i + 1 < n; i++)
-		if (pick[i] && !pick[i + 1] && all[i + 1].id == all[i].id + 1) {
-			pick[i + 1] = true;
-			total += all[i + 1].size;
-		}
 	atomic_store(&db->merge_total, total);
 	atomic_store(&db->merge_done, 0);
 	for (size_t i = 0; i < n && !rc;) {

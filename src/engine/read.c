@@ -102,7 +102,8 @@ static int key_record(struct bc_db *db, unsigned space, const void *key, size_t 
 /*
  * Copy bytes [off, off+len) of chunk idx of object *id (0: whichever the key links to
  * now, and set *id) into dst (zeros for holes and past the chunk's data). -ENOENT if the
- * key is gone or no longer an object; -EAGAIN if it links another object than *id.
+ * key is gone or no longer an object; -EAGAIN if it links another object than *id;
+ * -EBADMSG for a hole that may be a chunk lost to damage (bc_object_suspect).
  */
 static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t idx,
 		      uint32_t off, uint32_t len, uint8_t *dst, uint8_t **tmp, uint64_t *want)
@@ -113,11 +114,14 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 	struct bc_chunk c = {0};
 	struct bc_file *f = NULL;
 	uint64_t id = 0;
+	bool lost = false;
 	if (found && (v.flags & BC_KV_OBJECT)) {
 		struct bc_chunk *p = bc_object_chunk(v.obj, idx);
 		if (p) {
 			c = *p;
 			f = bc_file_get(db, c.loc.file);
+		} else {
+			lost = bc_object_suspect(db, v.obj);
 		}
 		id = v.obj->id;
 	}
@@ -127,6 +131,15 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 		rc = -ENOENT;
 	else if (*want && id != *want)
 		rc = -EAGAIN;
+	if (!rc && lost) {
+		/* A hole of an object that may have lost this chunk to damage (recover.c). */
+		atomic_fetch_add(&db->n_read_err, 1);
+		bc_log(db, BC_LOG_ERROR,
+		       "%s: object %" PRIu64 " chunk %" PRIu64
+		       " may have been lost to damage; read as an error",
+		       db->dir, id, idx);
+		rc = -EBADMSG;
+	}
 	if (rc || !f || off >= c.dlen) {
 		bc_file_put(db, f);
 		if (!rc)

@@ -196,6 +196,7 @@ static void note_damage(struct bc_db *db, const char *name, uint64_t off, uint64
  * damage is one chunk record with a plausible header, point the chunk at those bytes, so a
  * read of it fails its CRC (-EBADMSG) until the value is rewritten, and merge keeps the
  * file (merge.c). A later valid record for the same chunk replaces it as usual.
+ * Returns 1 when the span was such a chunk, 0 when it was not, or a negative error.
  */
 static int keep_damaged_chunk(struct replay *r, const struct bc_scan *s, uint64_t off)
 {
@@ -208,7 +209,97 @@ static int keep_damaged_chunk(struct replay *r, const struct bc_scan *s, uint64_
 	e.vlen = size - BC_REC_HEADER_SIZE;
 	e.dlen = e.vlen - BC_CHUNK_PREFIX;
 	/* Not fed to the active hint: a hint lists only valid records. */
-	return bc_apply(r->db, r->slot, &e, NULL);
+	int rc = bc_apply(r->db, r->slot, &e, NULL);
+	return rc ? rc : 1;
+}
+
+/*
+ * Was the damaged span one record with a plausible header of a type that holds no chunk?
+ * (A chunk header cannot pass as another type with one byte changed: klen or vlen rules.)
+ */
+static bool damaged_non_chunk(const struct bc_scan *s)
+{
+	return s->dmg_plausible && s->dmg[BC_RH_TYPE] != BC_REC_CHUNK;
+}
+
+/*
+ * The first id no object in file id can have: the next_object of the first later data
+ * file with a valid header (every file made after id was complete, and a merge output only
+ * copies records of files before it), or UINT64_MAX when there is none: then the counter
+ * at the end of replay (bc_apply_sweep).
+ */
+static uint64_t objects_bound(struct bc_db *db, uint64_t id)
+{
+	struct bc_found found;
+	uint64_t bound = UINT64_MAX;
+	if (bc_dir_list(db->io, db->dirfd, &found))
+		return bound;
+	for (size_t i = 0; i < found.n && bound == UINT64_MAX; i++) {
+		if (found.ids[i] <= id)
+			continue;
+		char name[BC_FILE_NAME_MAX];
+		uint8_t hdr[BC_FILE_HEADER_SIZE];
+		struct bc_file_header h;
+		bc_file_name(name, found.ids[i], BC_DATA_SUFFIX);
+		int fd = bc_io_openat(db->io, db->dirfd, name, O_RDONLY, 0);
+		if (fd < 0)
+			continue;
+		if (!bc_io_pread_full(db->io, fd, hdr, sizeof(hdr), 0) &&
+		    !bc_file_header_decode(hdr, &h) && h.kind == BC_KIND_DATA &&
+		    h.id == found.ids[i])
+			bound = h.next_object;
+		bc_io_close(db->io, fd);
+	}
+	bc_found_release(&found);
+	return bound;
+}
+
+/*
+ * Damaged bytes that are not one identifiable record may have held a chunk of any object
+ * that existed while the file was written: a chunk of a fresh object (its LINK comes later)
+ * or an in-place overwrite of a linked one (no LINK follows it). Such an object would show
+ * the lost chunk as a hole, which reads as zeros; so every object older than the file's
+ * end (objects_bound) becomes suspect: its holes read as -EBADMSG (read.c) and bc_check
+ * names its key. Merge keeps this file and the one after it (merge.c), so the evidence and
+ * the bound survive. A genuinely sparse object of that age reports its holes too.
+ */
+static void suspect_objects(struct replay *r, struct bc_file *f)
+{
+	struct bc_db *db = r->db;
+	if (f->damaged)
+		return; /* this file's bound is in already */
+	f->damaged = true;
+	uint64_t bound = objects_bound(db, f->id);
+	if (bound > db->suspect_below)
+		db->suspect_below = bound;
+	if (bound == UINT64_MAX)
+		bc_log(db, BC_LOG_WARN,
+		       "%s/%s: damaged bytes may have held chunks: holes of every object read as "
+		       "errors",
+		       db->dir, r->name);
+	else
+		bc_log(db, BC_LOG_WARN,
+		       "%s/%s: damaged bytes may have held chunks: holes of objects below %" PRIu64
+		       " read as errors",
+		       db->dir, r->name, bound);
+}
+
+/*
+ * Damage before the end of the newest file: stop appending to it and drop its hint, so
+ * every open scans the damage again (a hint cannot express it: a kept damaged chunk would
+ * become a hole) and a new active file records where the file ended.
+ */
+static void retire_active(struct replay *r)
+{
+	struct bc_db *db = r->db;
+	if (db->active != r->slot)
+		return;
+	if (db->active_hint) {
+		bc_hint_writer_abort(db->active_hint);
+		db->active_hint = NULL;
+	}
+	r->feed_hint = false;
+	db->active = UINT32_MAX;
 }
 
 /*
@@ -248,9 +339,13 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 				break;
 			}
 			note_damage(db, r->name, off, len, "damaged bytes");
+			retire_active(r);
 			rc = keep_damaged_chunk(r, &s, off);
-			if (rc)
+			if (rc < 0)
 				goto out;
+			if (!rc && !damaged_non_chunk(&s))
+				suspect_objects(r, f);
+			rc = 0;
 			continue;
 		}
 		bc_effect e;

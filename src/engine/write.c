@@ -327,7 +327,11 @@ static int add_delete(struct wb *w, unsigned space, const void *key, size_t klen
 	return wb_add(w, &e, NULL, NULL, 0, NULL, 0);
 }
 
-/* Read chunk idx of obj (wlock held) into buf[0..C), zero-filled; *dlen = data bytes. */
+/*
+ * Read chunk idx of obj (wlock held) into buf[0..C), zero-filled; *dlen = data bytes.
+ * -EBADMSG for a hole that may be a chunk lost to damage: a partial rewrite of it would
+ * turn the loss into zeros.
+ */
 static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uint8_t *buf,
 		      uint8_t *rbuf, uint32_t *dlen)
 {
@@ -337,7 +341,10 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 	struct bc_chunk *c = bc_object_chunk(obj, idx);
 	struct bc_chunk cc = c ? *c : (struct bc_chunk){0};
 	struct bc_file *f = c ? bc_file_get(db, cc.loc.file) : NULL;
+	bool lost = !c && bc_object_suspect(db, obj);
 	pthread_rwlock_unlock(&db->kd_lock);
+	if (lost)
+		return -EBADMSG;
 	if (!f)
 		return 0;
 	int rc = bc_read_record(db, f, &cc.loc, rbuf);
@@ -519,8 +526,11 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 				break;
 			}
 		}
-		uint32_t dlen;
-		rc = chunk_load(db, c->obj, i, cbuf, rbuf, &dlen);
+		uint32_t dlen = 0;
+		if (old_end)
+			rc = chunk_load(db, c->obj, i, cbuf, rbuf, &dlen);
+		else
+			memset(cbuf, 0, BC_CHUNK_SIZE); /* past the old end: zeros, nothing lost */
 		if (rc)
 			break;
 		/* Bytes past the old end must read as zeros after an extension. */

@@ -2,8 +2,8 @@
 # SPDX-License-Identifier: MIT
 # bitcask check: a clean store passes silently; a flipped byte inside a record of a data
 # file is reported as "file:offset: reason" at that record's offset (exit 1, a count on
-# stderr), dump shows the damage at the same offset, and reads skip it. A damaged hint file
-# is reported too.
+# stderr), dump shows the damage at the same offset, and reads skip it. A lost chunk makes
+# its value read as an error and check name the key. A damaged hint file is reported too.
 . "$(dirname "$0")/lib.sh"
 
 BC=$BIN/bitcask
@@ -62,6 +62,24 @@ expect_eq "$(awk '$1 == "recovered_damaged_records" { print $2 }' "$T/stats")" 1
 	"recovered_damaged_records"
 expect_eq "$(awk '$1 == "keys" { print $2 }' "$T/stats")" 2 "keys without the damaged one"
 expect_fail 1 "$T/err" "$BC" get "$D" k2
+
+# A chunk whose record header is destroyed, in a file without a hint: nothing on disk says
+# whose chunk it was, so the value must read as an error (never with zeros), and check
+# names the key whose value may have lost it (docs/FORMAT.md "Recovery").
+L=$T/lost
+head -c 200000 /dev/urandom | "$BC" --max-file-size 4096 put "$L" big
+echo v | "$BC" --max-file-size 4096 put "$L" after
+"$BC" dump "$L" >"$T/dump3"
+where=$(awk '/ chunk .* chunk=1 / { print $1 }' "$T/dump3")
+[ -n "$where" ] || fail "no chunk 1 in dump: $(cat "$T/dump3")"
+rm -f "$L"/*.hint
+printf '\377' | dd of="$L/${where%:*}" bs=1 seek=$((${where##*:} + 4)) conv=notrunc status=none
+expect_fail 1 "$T/err" "$BC" check "$L" >"$T/out"
+grep -q 'key "big" (space 0): object 1 may have lost chunks to damage' "$T/out" ||
+	fail "check does not name big: $(cat "$T/out")"
+expect_fail 1 "$T/err" "$BC" get "$L" big >"$T/out"
+[ ! -s "$T/out" ] || fail "get of a value with a lost chunk printed bytes"
+expect_eq "$("$BC" get "$L" after)" v "after intact"
 
 # A damaged hint file: several files so immutable ones have hints.
 H=$T/hinted
