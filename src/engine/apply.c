@@ -91,45 +91,33 @@ static void cut_chunks(struct bc_db *db, struct bc_object *o, uint64_t size)
 	bc_object_cut(o, keep);
 }
 
-int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped)
+/*
+ * A record's effect has two sides. The object side (what LINK, CHUNK and TRUNC do to the
+ * object table, the object id counter and the live bytes of chunks) never reads the
+ * keydir; the key side (the keydir entry, the live bytes of the records it points at, link
+ * counts) never reads the object table beyond the LINK's object, whose pointer stays valid
+ * while replay runs (nothing frees objects before the sweep). So within one file, applying
+ * every object side in record order and the key sides in any order that keeps the record
+ * order of each key gives the same state as applying records one by one: bc_bulk (bulk.c)
+ * relies on this.
+ */
+int bc_apply_object(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object **obj)
 {
-	struct bc_loc loc = {slot, e->offset, bc_effect_record_size(e)};
-	struct bc_kval v = {.loc = loc, .expire_s = bc_expire32(e->expire_s), .mlen = e->mlen};
-	struct bc_kval old;
-	bool replaced = false;
-	int rc;
+	struct bc_object *o;
 
+	*obj = NULL;
 	switch (e->type) {
-	case BC_REC_PUT:
-		rc = bc_keydir_put(db->kd, e->space, e->key, e->klen, &v, &old, &replaced);
-		if (rc)
-			return rc;
-		loc_live(db, &loc);
-		return replaced ? old_gone(db, &old, dropped) : 0;
-	case BC_REC_DELETE:
-		if (bc_keydir_remove(db->kd, e->space, e->key, e->klen, &old))
-			return old_gone(db, &old, dropped);
-		return 0;
-	case BC_REC_LINK: {
-		struct bc_object *o = bc_objtab_get(db->objs, e->object);
+	case BC_REC_LINK:
+		o = bc_objtab_get(db->objs, e->object);
 		if (!o)
 			return -ENOMEM;
 		if (e->object >= db->next_object)
 			db->next_object = e->object + 1;
 		o->size = e->size;
-		o->links++;
-		v.flags = BC_KV_OBJECT;
-		v.obj = o;
-		rc = bc_keydir_put(db->kd, e->space, e->key, e->klen, &v, &old, &replaced);
-		if (rc) {
-			o->links--;
-			return rc;
-		}
-		loc_live(db, &loc);
-		return replaced ? old_gone(db, &old, dropped) : 0;
-	}
+		*obj = o;
+		return 0;
 	case BC_REC_CHUNK: {
-		struct bc_object *o = bc_objtab_get(db->objs, e->object);
+		o = bc_objtab_get(db->objs, e->object);
 		if (!o)
 			return -ENOMEM;
 		if (e->object >= db->next_object)
@@ -137,22 +125,88 @@ int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_drop
 		struct bc_chunk *c = bc_object_chunk(o, e->index);
 		if (c)
 			loc_dead(db, &c->loc);
-		struct bc_chunk nc = {.loc = loc, .dlen = e->dlen};
-		rc = bc_object_set(o, e->index, &nc);
+		struct bc_chunk nc = {.loc = {slot, e->offset, bc_effect_record_size(e)},
+				      .dlen = e->dlen};
+		int rc = bc_object_set(o, e->index, &nc);
 		if (rc)
 			return rc;
-		loc_live(db, &loc);
+		loc_live(db, &nc.loc);
 		return 0;
 	}
-	case BC_REC_TRUNC: {
-		struct bc_object *o = bc_objtab_find(db->objs, e->object);
+	case BC_REC_TRUNC:
+		o = bc_objtab_find(db->objs, e->object);
 		if (o)
 			cut_chunks(db, o, e->size);
 		return 0;
-	}
 	default:
-		return 0; /* BATCH headers carry no state */
+		return 0;
 	}
+}
+
+/* The keydir value a PUT or LINK (to obj) at (slot, e->offset) gives its key. */
+static struct bc_kval kval_of(uint32_t slot, const bc_effect *e, struct bc_object *obj)
+{
+	struct bc_kval v = {.loc = {slot, e->offset, bc_effect_record_size(e)},
+			    .expire_s = bc_expire32(e->expire_s),
+			    .mlen = e->mlen};
+
+	if (e->type == BC_REC_LINK) {
+		v.flags = BC_KV_OBJECT;
+		v.obj = obj;
+	}
+	return v;
+}
+
+int bc_apply_key(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object *obj,
+		 struct bc_dropped *dropped)
+{
+	struct bc_kval v = kval_of(slot, e, obj), old;
+	bool replaced = false;
+	int rc;
+
+	switch (e->type) {
+	case BC_REC_PUT:
+	case BC_REC_LINK:
+		if (v.obj)
+			v.obj->links++;
+		rc = bc_keydir_put(db->kd, e->space, e->key, e->klen, &v, &old, &replaced);
+		if (rc) {
+			if (v.obj)
+				v.obj->links--;
+			return rc;
+		}
+		loc_live(db, &v.loc);
+		return replaced ? old_gone(db, &old, dropped) : 0;
+	case BC_REC_DELETE:
+		if (bc_keydir_remove(db->kd, e->space, e->key, e->klen, &old))
+			return old_gone(db, &old, dropped);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+int bc_apply_append(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object *obj)
+{
+	struct bc_kval v = kval_of(slot, e, obj);
+	int rc = bc_keydir_append(db->kd, e->space, e->key, e->klen, &v);
+
+	if (rc)
+		return rc;
+	if (v.obj)
+		v.obj->links++;
+	loc_live(db, &v.loc);
+	return 0;
+}
+
+int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped)
+{
+	struct bc_object *o;
+	int rc = bc_apply_object(db, slot, e, &o);
+
+	if (rc)
+		return rc;
+	return bc_apply_key(db, slot, e, o, dropped);
 }
 
 /* After replay: unlinked objects are garbage; chunks past an object's end are too. */

@@ -134,6 +134,41 @@ struct bc_dropped {
 	size_t n, cap;
 };
 int bc_apply(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_dropped *dropped);
+/*
+ * bc_apply in two halves that commute (apply.c says why): the object side of a LINK, CHUNK
+ * or TRUNC (*obj receives a LINK's object, else NULL), and the key side of a PUT, DELETE or
+ * LINK (obj: what bc_apply_object gave for it). Same returns as bc_apply.
+ */
+int bc_apply_object(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object **obj);
+int bc_apply_key(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object *obj,
+		 struct bc_dropped *dropped);
+/*
+ * The key side of a PUT or LINK whose key is greater than every key in the keydir, through
+ * bc_keydir_append: 0; -ERANGE when it is not (nothing changed); -ENOMEM.
+ */
+int bc_apply_append(struct bc_db *db, uint32_t slot, const bc_effect *e, struct bc_object *obj);
+
+/*
+ * Applying many effects at once (bulk.c), as bc_apply would one by one in the order added
+ * but several times faster: the object sides at once, the key sides sorted by key at
+ * finish, so the keydir is built mostly by appends. For replay only (no dropped list:
+ * unlinked objects wait for the sweep). Anything else that changes the state in between
+ * (a scan) must come after a finish.
+ */
+struct bc_bulk {
+	struct bc_db *db;
+	uint8_t *buf; /* key sides waiting, packed */
+	size_t used, cap;
+	size_t n; /* entries in buf */
+	size_t lcp; /* composite key bytes that every entry in buf shares */
+};
+void bc_bulk_init(struct bc_bulk *b, struct bc_db *db);
+/* Apply the object side of e (at slot) now, keep its key side (copies). As bc_apply. */
+int bc_bulk_add(struct bc_bulk *b, uint32_t slot, const bc_effect *e);
+/* Apply every key side kept: 0 or -ENOMEM. */
+int bc_bulk_finish(struct bc_bulk *b);
+/* Free the buffer (key sides not finished are lost). */
+void bc_bulk_release(struct bc_bulk *b);
 void bc_objects_release(struct bc_db *db, struct bc_dropped *d);
 /* Account an object's chunks as dead and remove it (kd_lock held for writing). */
 void bc_object_drop(struct bc_db *db, struct bc_object *o);

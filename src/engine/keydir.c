@@ -32,6 +32,12 @@
  * first stays in place, so the leaf chain only needs its tail fixed), and edit the
  * parent, which may cascade.
  *
+ * A load in key order (bulk.c) appends instead: the new key goes at the end of the
+ * rightmost leaf with no search, nodes are closed at 15/16 full and get the plen and heads
+ * a rebuild would give them, and only the right edge of the tree is ever edited. Puts,
+ * removes and cas start from the leaf the previous one used when the key lies within its
+ * fences (struct finger), so keys in order descend about once per leaf.
+ *
  * Memory: a put first reserves the spare nodes the worst cascade could need (and
  * allocates a long key), so after that nothing can fail and the tree is never left half
  * split. A delete never allocates: it only merges when the parent's new separators fit.
@@ -116,6 +122,19 @@ struct path {
 	unsigned idx[MAX_HEIGHT]; /* child taken at internal levels */
 };
 
+/*
+ * The leaf the last put, cas or remove used, the way down to it and its fences: the
+ * separators around it ([lo, hi), NULL when unbounded), which are exactly the keys that
+ * descend reaches it with. Valid until the tree's shape changes (grow, shrink), since only
+ * those edit internal nodes; a leaf's own cells may change meanwhile.
+ */
+struct finger {
+	struct path pa;
+	const uint8_t *lo, *hi;
+	size_t lol, hil;
+	bool valid;
+};
+
 struct group {
 	struct node *p; /* parent, NULL when the group is the root alone */
 	unsigned g0, k; /* children g0 .. g0+k-1 of p */
@@ -132,6 +151,7 @@ struct bc_keydir {
 	size_t npool;
 	struct node *hint; /* leaf of the last insert, for sequential splits */
 	int hint_dir; /* +1: it went to the end, -1: to the start */
+	struct finger fg;
 	bool areas;
 	unsigned fail_in; /* tests: the fail_in-th allocation from now fails */
 	struct area area[2];
@@ -634,13 +654,26 @@ static unsigned int_find(const struct node *nd, const struct skey *s)
 	return lo;
 }
 
-/* First cell >= s (> s when after); *found when it equals s. */
+/*
+ * First cell >= s (> s when after); *found when it equals s. The last cell is tried first:
+ * a sorted load appends, and then needs no search.
+ */
 static unsigned leaf_find(const struct node *nd, const struct skey *s, bool after, bool *found)
 {
 	unsigned lo = 0, hi = nd->n;
 	uint32_t sh = skey_head(s, nd->plen);
 
 	*found = false;
+	if (!hi)
+		return 0;
+	int last = slot_cmp(nd, hi - 1, s, sh);
+	if (last > 0 || (!last && after))
+		return hi;
+	if (!last) {
+		*found = true;
+		return hi - 1;
+	}
+	hi--;
 	while (lo < hi) {
 		unsigned mid = (lo + hi) / 2;
 		int r = slot_cmp(nd, mid, s, sh);
@@ -683,6 +716,33 @@ static struct node *descend(const struct bc_keydir *kd, const struct skey *s, st
 	}
 	pa->node[0] = nd;
 	return nd;
+}
+
+/*
+ * The leaf for s with the way down in kd->fg.pa: the finger's leaf when s lies within its
+ * fences (so a run of puts in key order descends about once per leaf), else a descent,
+ * which moves the finger.
+ */
+static struct node *locate(struct bc_keydir *kd, const struct skey *s)
+{
+	struct finger *f = &kd->fg;
+
+	if (f->valid && (!f->lo || skey_cmp(s, f->lo, f->lol) >= 0) &&
+	    (!f->hi || skey_cmp(s, f->hi, f->hil) < 0))
+		return f->pa.node[0];
+	struct node *lf = descend(kd, s, &f->pa);
+	f->lo = f->hi = NULL;
+	/* the nearest separators left and right of the path, from the bottom up */
+	for (unsigned lvl = 1; lvl < kd->height && (!f->lo || !f->hi); lvl++) {
+		const struct node *nd = f->pa.node[lvl];
+		unsigned c = f->pa.idx[lvl];
+		if (!f->lo && c)
+			kpart(cell_at(nd, c - 1), &f->lo, &f->lol);
+		if (!f->hi && c < nd->n)
+			kpart(cell_at(nd, c), &f->hi, &f->hil);
+	}
+	f->valid = true;
+	return lf;
 }
 
 /* ---- rebuilding groups of nodes ---- */
@@ -1033,6 +1093,7 @@ static void collapse_root(struct bc_keydir *kd)
 static void grow(struct bc_keydir *kd, struct path *pa, unsigned lvl, int cur, int seq,
 		 size_t newpos)
 {
+	kd->fg.valid = false;
 	for (;;) {
 		struct area *a = &kd->area[cur], *b = &kd->area[cur ^ 1];
 		struct node *x = pa->node[lvl];
@@ -1122,6 +1183,8 @@ static void grow(struct bc_keydir *kd, struct path *pa, unsigned lvl, int cur, i
 static void shrink(struct bc_keydir *kd, struct path *pa, unsigned lvl)
 {
 	const unsigned height = kd->height; /* only collapse_root, at the end, changes it */
+
+	kd->fg.valid = false;
 
 	while (lvl + 1 < height) {
 		struct node *p = pa->node[lvl + 1];
@@ -1228,6 +1291,153 @@ static bool fits_in_place(const struct node *lf, unsigned pos, size_t len)
 	return node_bytes(lf) - cell_len(0, cell_at(lf, pos)) + len <= CAP;
 }
 
+/* Encode a new leaf cell for s (allocating its shared key when it is long). */
+static int new_cell(struct bc_keydir *kd, const struct skey *s, const struct bc_kval *v,
+		    uint8_t *cell, size_t *len)
+{
+	size_t kl = s->len + 1;
+	size_t n = uv_put(cell, (uint32_t)kl);
+
+	if (kl <= INLINE_MAX) {
+		cell[n] = (uint8_t)s->space;
+		if (s->len)
+			memcpy(cell + n + 1, s->k, s->len);
+		n += kl;
+	} else {
+		struct xkey *x = kd_malloc(kd, sizeof(*x) + kl);
+		if (!x)
+			return -ENOMEM;
+		x->refs = 1;
+		x->len = (uint32_t)kl;
+		x->b[0] = (uint8_t)s->space;
+		memcpy(x->b + 1, s->k, s->len);
+		kd->xbytes += sizeof(*x) + kl;
+		memcpy(cell + n, &x, sizeof(x));
+		n += sizeof(x);
+	}
+	*len = n + val_put(cell + n, v);
+	return 0;
+}
+
+/* ---- appending in key order ---- */
+
+/* Bytes an append fills a node to before starting the next: some slack for later puts. */
+#define APPEND_FILL (CAP - CAP / 16)
+
+/* Point the finger at the rightmost leaf (its upper fence is unbounded). */
+static void finger_right(struct bc_keydir *kd)
+{
+	struct finger *f = &kd->fg;
+	struct node *nd = kd->root;
+
+	if (f->valid && !f->hi)
+		return;
+	f->lo = NULL;
+	while (nd->level) {
+		f->pa.node[nd->level] = nd;
+		f->pa.idx[nd->level] = nd->n;
+		nd = child_at(nd, nd->n);
+	}
+	f->pa.node[0] = nd;
+	for (unsigned lvl = 1; lvl < kd->height && !f->lo; lvl++) {
+		unsigned c = f->pa.idx[lvl];
+		if (c)
+			kpart(cell_at(f->pa.node[lvl], c - 1), &f->lo, &f->lol);
+	}
+	f->hi = NULL;
+	f->valid = true;
+}
+
+/* The separator left of the node at level lvl of the finger's path (NULL: none). */
+static const uint8_t *path_lo(const struct path *pa, unsigned height, unsigned lvl, size_t *len)
+{
+	for (unsigned j = lvl + 1; j < height; j++) {
+		if (pa->idx[j]) {
+			const uint8_t *k;
+			kpart(cell_at(pa->node[j], pa->idx[j] - 1), &k, len);
+			return k;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A node of the right edge gets a right sibling, so its upper fence is now the key part
+ * sep: it may share a prefix with its lower fence lo, so give it the plen and heads that a
+ * rebuild would (the right edge has plen 0, its upper fence being unbounded).
+ */
+static void close_node(struct node *nd, const uint8_t *lo, size_t lol, const uint8_t *sep)
+{
+	const uint8_t *k;
+	size_t kl;
+
+	if (!lo)
+		return;
+	kpart(sep, &k, &kl);
+	size_t l = lcp(lo, lol, k, kl);
+	nd->plen = (uint8_t)(l > 255 ? 255 : l);
+	for (unsigned i = 0; i < nd->n; i++)
+		nd->slot[i] = (nd->slot[i] & 0xffffu) | cell_head(cell_at(nd, i), nd->plen) << 16;
+}
+
+/*
+ * The rightmost leaf is full: start a new one holding cell, and add the separator in front
+ * of it to the right edge above, starting new nodes there too as they fill (each new
+ * internal node takes its left neighbour's last child, so every internal node keeps two
+ * children). Takes its nodes from the pool.
+ */
+static void append_split(struct bc_keydir *kd, const uint8_t *cell, size_t len)
+{
+	struct path *pa = &kd->fg.pa;
+	struct node *x = pa->node[0], *nn = pool_take(kd);
+	uint8_t sep[MAX_ITEM + sizeof(struct node *)];
+	size_t seplen;
+
+	kd->fg.valid = false;
+	node_init(nn, 0);
+	node_insert(nn, 0, cell, len);
+	nn->link = x->link;
+	x->link = nn;
+	seplen = sep_write(cell_at(x, x->n - 1), cell, sep);
+	for (unsigned lvl = 0;; lvl++) {
+		size_t lol;
+		const uint8_t *lo = path_lo(pa, kd->height, lvl, &lol);
+		close_node(x, lo, lol, sep);
+		memcpy(sep + seplen, &nn, sizeof(nn));
+		size_t pl = seplen + sizeof(nn);
+		if (lvl + 1 == kd->height) {
+			struct node *r = pool_take(kd);
+			node_init(r, lvl + 1);
+			r->link = x;
+			node_insert(r, 0, sep, pl);
+			kd->root = r;
+			kd->height++;
+			if (kd->height > MAX_HEIGHT) {
+				fprintf(stderr, "bc_keydir: tree too tall\n");
+				abort();
+			}
+			return;
+		}
+		struct node *p = pa->node[lvl + 1];
+		if (node_bytes(p) + pl + SLOT <= APPEND_FILL || p->n < 2) {
+			node_insert(p, p->n, sep, pl);
+			return;
+		}
+		/* p is full: its last child and the new one go to a new node q; the separator
+		 * of that last child moves up as the one in front of q */
+		struct node *q = pool_take(kd);
+		node_init(q, lvl + 1);
+		q->link = child_at(p, p->n);
+		node_insert(q, 0, sep, pl);
+		const uint8_t *last = cell_at(p, p->n - 1);
+		seplen = kpart_len(last);
+		memcpy(sep, last, seplen);
+		node_delete(p, p->n - 1);
+		x = p;
+		nn = q;
+	}
+}
+
 /* ---- the contract ---- */
 
 int bc_keydir_new(struct bc_keydir **out)
@@ -1308,7 +1518,6 @@ int bc_keydir_put(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 		  const struct bc_kval *v, struct bc_kval *old, bool *replaced)
 {
 	uint8_t cell[MAX_ITEM];
-	struct path pa;
 	struct skey s;
 	bool found;
 	size_t n;
@@ -1319,7 +1528,7 @@ int bc_keydir_put(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 		return -EINVAL;
 	if (reserve(kd))
 		return -ENOMEM;
-	struct node *lf = descend(kd, &s, &pa);
+	struct node *lf = locate(kd, &s);
 	unsigned pos = leaf_find(lf, &s, false, &found);
 	if (found) {
 		const uint8_t *c = cell_at(lf, pos);
@@ -1328,33 +1537,45 @@ int bc_keydir_put(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 			val_get(c + kn, old);
 		memcpy(cell, c, kn);
 		n = kn + val_put(cell + kn, v);
-		leaf_set(kd, &pa, pos, cell, n, true);
+		leaf_set(kd, &kd->fg.pa, pos, cell, n, true);
 		if (replaced)
 			*replaced = true;
 		return 0;
 	}
 
-	size_t kl = klen + 1;
-	n = uv_put(cell, (uint32_t)kl);
-	if (kl <= INLINE_MAX) {
-		cell[n] = (uint8_t)space;
-		if (klen)
-			memcpy(cell + n + 1, key, klen);
-		n += kl;
-	} else {
-		struct xkey *x = kd_malloc(kd, sizeof(*x) + kl);
-		if (!x)
-			return -ENOMEM;
-		x->refs = 1;
-		x->len = (uint32_t)kl;
-		x->b[0] = (uint8_t)space;
-		memcpy(x->b + 1, key, klen);
-		kd->xbytes += sizeof(*x) + kl;
-		memcpy(cell + n, &x, sizeof(x));
-		n += sizeof(x);
+	if (new_cell(kd, &s, v, cell, &n))
+		return -ENOMEM;
+	leaf_set(kd, &kd->fg.pa, pos, cell, n, false);
+	kd->count++;
+	return 0;
+}
+
+int bc_keydir_append(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		     const struct bc_kval *v)
+{
+	uint8_t cell[MAX_ITEM];
+	struct skey s;
+	size_t n;
+
+	if (!skey_init(&s, space, key, klen))
+		return -EINVAL;
+	finger_right(kd);
+	struct node *lf = kd->fg.pa.node[0];
+	if (lf->n) {
+		const uint8_t *k;
+		size_t kl;
+		kpart(cell_at(lf, lf->n - 1), &k, &kl);
+		if (skey_cmp(&s, k, kl) <= 0)
+			return -ERANGE;
+	} else if (kd->fg.lo && skey_cmp(&s, kd->fg.lo, kd->fg.lol) < 0) {
+		return -ERANGE;
 	}
-	n += val_put(cell + n, v);
-	leaf_set(kd, &pa, pos, cell, n, false);
+	if (reserve(kd) || new_cell(kd, &s, v, cell, &n))
+		return -ENOMEM;
+	if (node_bytes(lf) + n + SLOT <= APPEND_FILL || !lf->n)
+		node_insert(lf, lf->n, cell, n);
+	else
+		append_split(kd, cell, n);
 	kd->count++;
 	return 0;
 }
@@ -1363,14 +1584,13 @@ int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 		  const struct bc_loc *expect, const struct bc_kval *v, bool *swapped)
 {
 	uint8_t cell[MAX_ITEM];
-	struct path pa;
 	struct skey s;
 	bool found;
 
 	*swapped = false;
 	if (!skey_init(&s, space, key, klen))
 		return -EINVAL;
-	struct node *lf = descend(kd, &s, &pa);
+	struct node *lf = locate(kd, &s);
 	unsigned pos = leaf_find(lf, &s, false, &found);
 	if (!found)
 		return 0;
@@ -1384,7 +1604,7 @@ int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 	size_t n = kn + val_put(cell + kn, v);
 	if (!fits_in_place(lf, pos, n) && reserve(kd))
 		return -ENOMEM;
-	leaf_set(kd, &pa, pos, cell, n, true);
+	leaf_set(kd, &kd->fg.pa, pos, cell, n, true);
 	*swapped = true;
 	return 0;
 }
@@ -1392,13 +1612,12 @@ int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 bool bc_keydir_remove(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
 		      struct bc_kval *old)
 {
-	struct path pa;
 	struct skey s;
 	bool found;
 
 	if (!skey_init(&s, space, key, klen))
 		return false;
-	struct node *lf = descend(kd, &s, &pa);
+	struct node *lf = locate(kd, &s);
 	unsigned pos = leaf_find(lf, &s, false, &found);
 	if (!found)
 		return false;
@@ -1409,7 +1628,7 @@ bool bc_keydir_remove(struct bc_keydir *kd, unsigned space, const void *key, siz
 	node_delete(lf, pos);
 	kd->count--;
 	if (kd->height > 1 && node_bytes(lf) < UNDERFLOW)
-		shrink(kd, &pa, 0);
+		shrink(kd, &kd->fg.pa, 0);
 	return true;
 }
 

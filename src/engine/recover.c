@@ -107,23 +107,44 @@ struct replay {
 	int err;
 };
 
-static int apply_one(struct replay *r, const bc_effect *e)
+/* Give an applied effect to the active file's new hint, when this file is the active one. */
+static void feed_hint(struct replay *r, const bc_effect *e)
 {
-	int rc = bc_apply(r->db, r->slot, e, NULL);
-	if (rc)
-		return rc;
 	if (r->feed_hint && r->db->active_hint && e->type != BC_REC_BATCH) {
 		if (bc_hint_writer_add(r->db->active_hint, e)) {
 			bc_hint_writer_abort(r->db->active_hint);
 			r->db->active_hint = NULL;
 		}
 	}
+}
+
+static int apply_one(struct replay *r, const bc_effect *e)
+{
+	int rc = bc_apply(r->db, r->slot, e, NULL);
+	if (rc)
+		return rc;
+	feed_hint(r, e);
 	return 0;
 }
 
+/*
+ * Hint entries go through bc_bulk: their key sides wait, and apply sorted when a scan is
+ * about to apply records (or replay ends), so a store whose files all have hints builds its
+ * keydir in one sorted pass.
+ */
+struct hint_replay {
+	struct replay *r;
+	struct bc_bulk *bulk;
+};
+
 static int on_hint(void *ctx, const struct bc_hint_entry *e)
 {
-	return apply_one(ctx, e);
+	struct hint_replay *h = ctx;
+	int rc = bc_bulk_add(h->bulk, h->r->slot, e);
+	if (rc)
+		return rc;
+	feed_hint(h->r, e);
+	return 0;
 }
 
 static void effect_from(bc_effect *e, const struct bc_record *rec, uint64_t off)
@@ -400,8 +421,9 @@ out:
 	return rc;
 }
 
-/* Load one data file into the table and replay it. */
-static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_active)
+/* Load one data file into the table and replay it (its hint's key sides into bulk). */
+static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_active,
+		     struct bc_bulk *bulk)
 {
 	char name[BC_FILE_NAME_MAX], hname[BC_FILE_NAME_MAX];
 	bc_file_name(name, id, BC_DATA_SUFFIX);
@@ -484,8 +506,9 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 	}
 
 	uint64_t covered = BC_FILE_HEADER_SIZE;
+	struct hint_replay hr = {.r = &r, .bulk = bulk};
 	rc = bad_header ? -ENOENT
-			: bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &r, &covered);
+			: bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &hr, &covered);
 	if (rc == 0) {
 		f->has_hint = true;
 	} else if (rc == -EBADMSG) {
@@ -501,6 +524,12 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		covered = BC_FILE_HEADER_SIZE;
 	} else {
 		return rc; /* the file is in the table; bc_close frees it */
+	}
+	/* The scan applies records one by one: everything before them first. */
+	if (covered < f->size) {
+		rc = bc_bulk_finish(bulk);
+		if (rc)
+			return rc;
 	}
 	uint64_t end;
 	rc = scan_file(&r, f, covered, newest, &end);
@@ -538,13 +567,18 @@ int bc_recover(struct bc_db *db)
 			bc_io_unlinkat(db->io, db->dirfd, fd.tmps[i]);
 		}
 	}
-	for (size_t i = 0; i < fd.n; i++) {
+	struct bc_bulk bulk;
+	bc_bulk_init(&bulk, db);
+	for (size_t i = 0; i < fd.n && !rc; i++) {
 		bool newest = i + 1 == fd.n;
 		bool active = newest && !db->opt.read_only;
-		rc = load_file(db, fd.ids[i], newest, active);
-		if (rc)
-			goto out;
+		rc = load_file(db, fd.ids[i], newest, active, &bulk);
 	}
+	if (!rc)
+		rc = bc_bulk_finish(&bulk);
+	bc_bulk_release(&bulk);
+	if (rc)
+		goto out;
 	bc_apply_sweep(db);
 	if (db->opt.read_only)
 		goto out;

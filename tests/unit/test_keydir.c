@@ -4,7 +4,9 @@
  * bytes, keys up to BC_MAX_KEY bytes), scans with start, exclusive and stop, compare-and-
  * swap, sequential loads in both directions, memory returning after deletes, failed
  * allocations leaving the tree as it was, and a seeded randomized test of every operation
- * against a model, with bc_keydir_check after each batch of operations.
+ * against a model, with bc_keydir_check after each batch of operations. Appends in key
+ * order (bc_keydir_append) build what puts build; bulk application of a file's effects
+ * (bc_bulk, bulk.c) leaves the state that bc_apply one by one leaves.
  */
 #include <check.h>
 #include <stdint.h>
@@ -14,6 +16,7 @@
 
 #include <bitcask/bitcask.h>
 
+#include "db.h"
 #include "keydir.h"
 #include "testutil.h"
 
@@ -942,6 +945,352 @@ START_TEST(random_ops_small_universe)
 }
 END_TEST
 
+/* ---- appends in key order ---- */
+
+/*
+ * A random subset of the model's universe appended in order equals the same entries put in
+ * random order; appends refuse keys not above the largest; the tree then takes any
+ * operation (the nodes appends closed have the right prefixes and heads).
+ */
+START_TEST(append_builds_what_puts_build)
+{
+	struct tu_rng rng = {tu_seed(0x617070656e64) + (uint64_t)_i};
+	struct model m;
+	struct bc_keydir *kd = kd_new(), *ref = kd_new();
+
+	model_init(&m, &rng, _i == 2 ? 300 : 8000);
+	size_t *order = malloc(m.nu * sizeof(*order)), n = 0;
+	/* loop 1 starts with a few puts at the low end, so appends go after them */
+	size_t first = _i == 1 ? m.nu / 10 : 0;
+	for (size_t i = 0; i < m.nu; i++) {
+		if (tu_below(&rng, 3) == 0)
+			continue;
+		m.in[i] = true;
+		m.val[i] = rand_val(&rng);
+		if (!(m.val[i].flags & BC_KV_OBJECT))
+			m.val[i].obj = NULL;
+		m.count++;
+		order[n++] = i;
+		const struct rkey *k = &m.u[i];
+		if (i < first)
+			ck_assert_int_eq(
+				bc_keydir_put(kd, k->space, k->k, k->len, &m.val[i], NULL, NULL),
+				0);
+		else
+			ck_assert_int_eq(bc_keydir_append(kd, k->space, k->k, k->len, &m.val[i]),
+					 0);
+	}
+	CHECK_TREE(kd);
+	model_compare_all(kd, &m);
+	for (size_t i = n; i > 1; i--) {
+		size_t j = tu_below(&rng, i), t = order[i - 1];
+		order[i - 1] = order[j];
+		order[j] = t;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct rkey *k = &m.u[order[i]];
+		ck_assert_int_eq(
+			bc_keydir_put(ref, k->space, k->k, k->len, &m.val[order[i]], NULL, NULL),
+			0);
+	}
+	model_compare_all(ref, &m);
+	ck_assert_uint_le(bc_keydir_memory(kd), bc_keydir_memory(ref) * 11 / 10);
+
+	/* not above the largest key: refused, nothing changed */
+	size_t last = order[0];
+	for (size_t i = 0; i < n; i++)
+		if (order[i] > last)
+			last = order[i];
+	struct bc_kval v = mkval(1, 2, 3);
+	const struct rkey *k = &m.u[last];
+	ck_assert_int_eq(bc_keydir_append(kd, k->space, k->k, k->len, &v), -ERANGE);
+	k = &m.u[tu_below(&rng, last)];
+	ck_assert_int_eq(bc_keydir_append(kd, k->space, k->k, k->len, &v), -ERANGE);
+	ck_assert_uint_eq(bc_keydir_count(kd), m.count);
+
+	/* then anything goes */
+	for (size_t op = 0; op < 20000; op++) {
+		size_t i = tu_below(&rng, m.nu);
+		k = &m.u[i];
+		if (tu_below(&rng, 2)) {
+			v = rand_val(&rng);
+			if (!(v.flags & BC_KV_OBJECT))
+				v.obj = NULL;
+			ck_assert_int_eq(bc_keydir_put(kd, k->space, k->k, k->len, &v, NULL, NULL),
+					 0);
+			m.count += !m.in[i];
+			m.in[i] = true;
+			m.val[i] = v;
+		} else {
+			ck_assert(bc_keydir_remove(kd, k->space, k->k, k->len, NULL) == m.in[i]);
+			m.count -= m.in[i];
+			m.in[i] = false;
+		}
+		if (op % 2000 == 0)
+			CHECK_TREE(kd);
+	}
+	CHECK_TREE(kd);
+	model_compare_all(kd, &m);
+	free(order);
+	bc_keydir_free(kd);
+	bc_keydir_free(ref);
+	model_release(&m);
+}
+END_TEST
+
+START_TEST(append_enomem_changes_nothing)
+{
+	struct bc_keydir *kd = kd_new();
+	uint8_t k[16];
+	unsigned enomem = 0;
+
+	for (uint32_t i = 0; i < 20000; i++) {
+		size_t kl = numkey(k, "app", i);
+		struct bc_kval v = mkval(1, i, 100);
+		bc_keydir_fail_alloc(kd, i % 3 ? 0 : 1);
+		int rc = bc_keydir_append(kd, 0, k, kl, &v);
+		bc_keydir_fail_alloc(kd, 0);
+		if (rc) {
+			ck_assert_int_eq(rc, -ENOMEM);
+			ck_assert(!bc_keydir_get(kd, 0, k, kl, NULL));
+			ck_assert_uint_eq(bc_keydir_count(kd), i);
+			enomem++;
+			ck_assert_int_eq(bc_keydir_append(kd, 0, k, kl, &v), 0);
+		}
+	}
+	CHECK_TREE(kd);
+	ck_assert_uint_gt(enomem, 0);
+	ck_assert_uint_eq(bc_keydir_count(kd), 20000);
+	bc_keydir_free(kd);
+}
+END_TEST
+
+/* ---- bulk application against bc_apply ---- */
+
+/* Just enough of a db for bc_apply and bc_bulk: keydir, objects, two files. */
+static struct bc_db *fake_db(void)
+{
+	struct bc_db *db = calloc(1, sizeof(*db));
+	ck_assert_int_eq(bc_keydir_new(&db->kd), 0);
+	ck_assert_int_eq(bc_objtab_new(&db->objs), 0);
+	db->nslots = 2;
+	db->files = calloc(2, sizeof(*db->files));
+	for (int i = 0; i < 2; i++) {
+		db->files[i] = calloc(1, sizeof(struct bc_file));
+		db->files[i]->id = (uint64_t)(i + 1) << 16;
+	}
+	db->next_object = 1;
+	return db;
+}
+
+static void fake_db_free(struct bc_db *db)
+{
+	bc_keydir_free(db->kd);
+	bc_objtab_free(db->objs);
+	for (int i = 0; i < 2; i++)
+		free(db->files[i]);
+	free(db->files);
+	free(db);
+}
+
+struct dump {
+	struct rkey *k;
+	struct bc_kval *v;
+	uint64_t *obj; /* object id per entry, 0 for none */
+	size_t n, cap;
+};
+
+static int dump_fn(void *ctx, unsigned space, const uint8_t *key, size_t klen,
+		   const struct bc_kval *v)
+{
+	struct dump *d = ctx;
+	if (d->n == d->cap) {
+		d->cap = d->cap ? 2 * d->cap : 256;
+		d->k = realloc(d->k, d->cap * sizeof(*d->k));
+		d->v = realloc(d->v, d->cap * sizeof(*d->v));
+		d->obj = realloc(d->obj, d->cap * sizeof(*d->obj));
+	}
+	d->k[d->n].space = space;
+	d->k[d->n].len = klen;
+	d->k[d->n].k = malloc(klen + 1);
+	memcpy(d->k[d->n].k, key, klen);
+	d->v[d->n] = *v;
+	d->obj[d->n] = v->obj ? v->obj->id : 0;
+	d->n++;
+	return 0;
+}
+
+static void dump_release(struct dump *d)
+{
+	for (size_t i = 0; i < d->n; i++)
+		free(d->k[i].k);
+	free(d->k);
+	free(d->v);
+	free(d->obj);
+}
+
+struct objcmp {
+	struct bc_db *other;
+	size_t n;
+};
+
+static int obj_same(void *ctx, struct bc_object *o)
+{
+	struct objcmp *c = ctx;
+	struct bc_object *p = bc_objtab_find(c->other->objs, o->id);
+	ck_assert_ptr_nonnull(p);
+	ck_assert_uint_eq(o->size, p->size);
+	ck_assert_uint_eq(o->links, p->links);
+	ck_assert_uint_eq(o->count, p->count);
+	struct bc_chunk *a, *b;
+	for (uint64_t i = 0; (a = bc_object_next(o, &i)); i++) {
+		uint64_t j = i;
+		b = bc_object_next(p, &j);
+		ck_assert_ptr_nonnull(b);
+		ck_assert_uint_eq(i, j);
+		ck_assert(bc_loc_eq(&a->loc, &b->loc));
+		ck_assert_uint_eq(a->dlen, b->dlen);
+	}
+	c->n++;
+	return 0;
+}
+
+/* The whole state: keydir, objects, live bytes, object counter. */
+static void same_state(struct bc_db *a, struct bc_db *b)
+{
+	struct dump da = {0}, db_ = {0};
+	ck_assert_int_eq(bc_keydir_scan_all(a->kd, dump_fn, &da), 0);
+	ck_assert_int_eq(bc_keydir_scan_all(b->kd, dump_fn, &db_), 0);
+	ck_assert_uint_eq(da.n, db_.n);
+	for (size_t i = 0; i < da.n; i++) {
+		ck_assert(rkey_cmp(&da.k[i], &db_.k[i]) == 0);
+		struct bc_kval x = da.v[i], y = db_.v[i];
+		x.obj = y.obj = NULL;
+		ck_assert(kval_eq(&x, &y));
+		ck_assert_uint_eq(da.obj[i], db_.obj[i]);
+	}
+	dump_release(&da);
+	dump_release(&db_);
+	for (int i = 0; i < 2; i++)
+		ck_assert_uint_eq(a->files[i]->live, b->files[i]->live);
+	ck_assert_uint_eq(a->next_object, b->next_object);
+	struct objcmp c = {.other = b};
+	ck_assert_int_eq(bc_objtab_each(a->objs, obj_same, &c), 0);
+	ck_assert_uint_eq(c.n, bc_objtab_count(b->objs));
+}
+
+/*
+ * Random effects over a small universe (so keys repeat within a file): PUTs with and
+ * without expiry, DELETEs, LINKs that move objects between keys (renames) and resize
+ * them, CHUNKs and TRUNCs. File 0 is applied one by one to both states; file 1 one by
+ * one to the first and through bc_bulk to the second, which must end up the same.
+ */
+START_TEST(bulk_matches_apply)
+{
+	struct tu_rng rng = {tu_seed(0x62756c6b) + (uint64_t)_i};
+	struct model m;
+	struct bc_db *one = fake_db(), *bulk = fake_db();
+	struct bc_bulk b;
+
+	/* odd loops take both files through one bulk, finished at the end */
+	bool both = _i % 2;
+	model_init(&m, &rng, _i < 2 ? 50 : 3000);
+	bc_bulk_init(&b, bulk);
+	for (uint32_t slot = 0; slot < 2; slot++) {
+		uint32_t off = BC_FILE_HEADER_SIZE;
+		size_t n = 2000 + tu_below(&rng, 20000);
+		for (size_t i = 0; i < n; i++) {
+			const struct rkey *k = &m.u[tu_below(&rng, m.nu)];
+			bc_effect e = {.offset = off,
+				       .space = (uint8_t)k->space,
+				       .klen = (uint16_t)k->len,
+				       .key = k->k};
+			uint64_t what = tu_below(&rng, 100);
+			if (what < 45) {
+				e.type = BC_REC_PUT;
+				e.vlen = (uint32_t)tu_below(&rng, 200);
+				e.mlen = (uint16_t)tu_below(&rng, 3) * 20;
+				if (tu_below(&rng, 4) == 0)
+					e.expire_s = tu_below(&rng, 2) ? 1 : UINT64_MAX;
+			} else if (what < 65) {
+				e.type = BC_REC_DELETE;
+			} else if (what < 80) {
+				e.type = BC_REC_LINK;
+				e.vlen = BC_OBJ_VALUE_SIZE;
+				e.object = 1 + tu_below(&rng, 20);
+				e.size = tu_below(&rng, 5 * BC_CHUNK_SIZE);
+			} else {
+				e.klen = 0;
+				e.space = 0;
+				e.key = NULL;
+				e.object = 1 + tu_below(&rng, 20);
+				if (what < 95) {
+					e.type = BC_REC_CHUNK;
+					e.index = (uint32_t)tu_below(&rng, 6);
+					e.dlen = 1 + (uint32_t)tu_below(&rng, 100);
+					e.vlen = BC_CHUNK_PREFIX + e.dlen;
+				} else {
+					e.type = BC_REC_TRUNC;
+					e.vlen = BC_OBJ_VALUE_SIZE;
+					e.size = tu_below(&rng, 5 * BC_CHUNK_SIZE);
+				}
+			}
+			ck_assert_int_eq(bc_apply(one, slot, &e, NULL), 0);
+			if (slot || both)
+				ck_assert_int_eq(bc_bulk_add(&b, slot, &e), 0);
+			else
+				ck_assert_int_eq(bc_apply(bulk, slot, &e, NULL), 0);
+			off += bc_effect_record_size(&e);
+		}
+		if (both && !slot)
+			continue;
+		ck_assert_int_eq(bc_bulk_finish(&b), 0);
+		CHECK_TREE(bulk->kd);
+		same_state(one, bulk);
+	}
+	bc_bulk_release(&b);
+	bc_apply_sweep(one);
+	bc_apply_sweep(bulk);
+	same_state(one, bulk);
+	fake_db_free(one);
+	fake_db_free(bulk);
+	model_release(&m);
+}
+END_TEST
+
+/* Bulk into an empty keydir appends; every shape of key must still sort right. */
+START_TEST(bulk_sorts_every_key_shape)
+{
+	struct tu_rng rng = {tu_seed(0x736f7274)};
+	struct model m;
+	struct bc_db *one = fake_db(), *bulk = fake_db();
+	struct bc_bulk b;
+
+	model_init(&m, &rng, 20000);
+	bc_bulk_init(&b, bulk);
+	uint32_t off = BC_FILE_HEADER_SIZE;
+	for (size_t i = 0; i < 3 * m.nu; i++) {
+		const struct rkey *k = &m.u[tu_below(&rng, m.nu)];
+		bc_effect e = {.type = BC_REC_PUT,
+			       .offset = off,
+			       .space = (uint8_t)k->space,
+			       .klen = (uint16_t)k->len,
+			       .key = k->k,
+			       .vlen = 10};
+		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
+		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
+		off += bc_effect_record_size(&e);
+	}
+	ck_assert_int_eq(bc_bulk_finish(&b), 0);
+	bc_bulk_release(&b);
+	CHECK_TREE(bulk->kd);
+	same_state(one, bulk);
+	fake_db_free(one);
+	fake_db_free(bulk);
+	model_release(&m);
+}
+END_TEST
+
 static Suite *keydir_suite(void)
 {
 	Suite *s = suite_create("keydir");
@@ -968,6 +1317,14 @@ static Suite *keydir_suite(void)
 	tc = tcase_create("model");
 	tcase_add_test(tc, random_ops_match_model);
 	tcase_add_loop_test(tc, random_ops_small_universe, 0, 3);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bulk");
+	tcase_set_timeout(tc, 120);
+	tcase_add_loop_test(tc, append_builds_what_puts_build, 0, 3);
+	tcase_add_test(tc, append_enomem_changes_nothing);
+	tcase_add_loop_test(tc, bulk_matches_apply, 0, 4);
+	tcase_add_test(tc, bulk_sorts_every_key_shape);
 	suite_add_tcase(s, tc);
 	return s;
 }
