@@ -9,6 +9,16 @@
  * (create, unlink, rename, mkdir, rmdir, symlink) hold ns for writing; anything that writes
  * through a file's key (flush of dirty data, truncate, metadata) holds it for reading, so a
  * rename never races a write to the old key. Reads hold no lock across I/O.
+ *
+ * Metadata cache: each inode keeps the decoded metadata and engine size of its key as the
+ * daemon last read or wrote them (inode.c, "meta" below), so lookup and getattr of a known
+ * inode do no engine I/O. The daemon is the store's only writer while mounted, so the cache
+ * is exact as long as every path that writes a key's record updates it under inode->lock;
+ * a path that cannot say what it wrote (an engine error) invalidates it instead.
+ *
+ * Deferred create: a file made by create() has no record until its first flush (close,
+ * fsync, read, a namespace change that needs the record, unmount); meanwhile it is
+ * "pending": resolve() finds it in the inode table and its attributes come from the cache.
  */
 #ifndef BCFS_H
 #define BCFS_H
@@ -58,6 +68,20 @@ struct bcfs_inode {
 	bool mtime_dirty; /* data changed since the metadata was last written */
 	int64_t mtime_ns;
 
+	/* Metadata cache (under lock). Valid while have_meta: meta (mode, owner, times; its
+	 * xattrs only when meta_full, else none) and size, the engine's value length without
+	 * the dirty buffer. meta_gen counts changes, so a load that raced one is not cached. */
+	bool have_meta, meta_full;
+	struct bcfs_meta meta;
+	uint64_t size;
+	uint64_t meta_gen;
+	/* No record yet (deferred create); under lock and itable_lock both, so either one
+	 * is enough to read it. The meta cache is valid and full while pending. */
+	bool pending;
+	/* have_meta, readable without the lock: while the inode is in the key hash, its key
+	 * exists (or it is pending), so a lookup needs no engine call to know that. */
+	atomic_bool known;
+
 	/* The attributes last reported (under lock): a replaced or removed inode that a
 	 * process still holds keeps answering stat with them (link count 0), as on a local
 	 * filesystem, instead of ENOENT. */
@@ -79,6 +103,7 @@ struct bcfs {
 	struct bc_options bopts;
 	uint64_t dirty_max; /* bound on all dirty buffers together */
 	atomic_uint_fast64_t dirty_bytes;
+	atomic_uint_fast64_t npending; /* pending inodes (deferred creates) */
 
 	pthread_rwlock_t ns;
 
@@ -105,7 +130,7 @@ struct bcfs {
 	struct {
 		atomic_uint_fast64_t lookups, getattrs, opens, reads, read_bytes, writes,
 			write_bytes, creates, unlinks, renames, mkdirs, rmdirs, fsyncs, flushes,
-			readdirs, merges_requested, ctl_commands, ctl_errors;
+			readdirs, merges_requested, ctl_commands, ctl_errors, meta_reads, meta_hits;
 	} n;
 };
 
@@ -160,6 +185,32 @@ int bcfs_inode_flush_open(struct bcfs *fs);
 /* Flush every inode's dirty data (at unmount). */
 void bcfs_inode_flush_all(struct bcfs *fs);
 uint64_t bcfs_inode_count(struct bcfs *fs);
+/*
+ * Metadata cache, all under in->lock (taken by these). bcfs_inode_meta copies in's full
+ * metadata into *m (release with bcfs_meta_release) and its engine size into *size (may be
+ * NULL): from the cache when it holds the xattrs too, else loaded from the engine (and
+ * cached). Files and directories; -ENOENT for a removed inode. Caller holds ns.
+ */
+int bcfs_inode_meta(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m, uint64_t *size);
+/* The same with in->lock held by the caller (the engine is read under it on a miss). */
+int bcfs_inode_meta_locked(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m,
+			   uint64_t *size);
+/* Attributes for stat: *m without xattrs, *size; buffered writes (dirty end, pending mtime)
+ * merged in under the same lock. -ENOENT for a removed inode. Caller holds ns (read), so
+ * no namespace change runs between reading a key's record and caching it. */
+int bcfs_inode_attr(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m, uint64_t *size);
+/* Cache m (copied; its xattrs only when small) and size for in (lock held by caller). */
+void bcfs_inode_meta_set_locked(struct bcfs_inode *in, const struct bcfs_meta *m, uint64_t size);
+/* Forget in's cached metadata (lock held by caller); kept while in is pending. */
+void bcfs_inode_meta_drop_locked(struct bcfs_inode *in);
+/* Mark a fresh inode pending / no longer pending (lock held by caller). */
+void bcfs_inode_set_pending_locked(struct bcfs *fs, struct bcfs_inode *in, bool pending);
+/* Does the table know that file key exists: an inode in the key hash that is pending
+ * (created, no record yet) or has cached metadata? false means "ask the engine". */
+bool bcfs_inode_file_known(struct bcfs *fs, const void *key, size_t klen);
+/* Give every pending file its record. ns_held: caller holds ns for writing; else ns is
+ * taken for reading. Returns the first error. */
+int bcfs_inode_flush_pending(struct bcfs *fs, bool ns_held);
 /* An open handle was added or released; frees what an orphan leaves behind. */
 void bcfs_inode_open(struct bcfs *fs, struct bcfs_inode *in);
 void bcfs_inode_release(struct bcfs *fs, struct bcfs_inode *in);
@@ -180,13 +231,15 @@ int bcfs_data_write(struct bcfs *fs, struct bcfs_inode *in, const char *buf, siz
 		    uint64_t off);
 int bcfs_data_read(struct bcfs *fs, struct bcfs_inode *in, char *buf, size_t len, uint64_t off,
 		   size_t *got);
-/* Write the dirty buffer and pending mtime of in to the engine. Caller holds ns (read). */
+/* Write the dirty buffer and pending mtime of in to the engine, and its record if it has
+ * none yet (deferred create). Caller holds ns (read). */
 int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in);
 /* Same, taking ns itself. */
 int bcfs_data_flush_ns(struct bcfs *fs, struct bcfs_inode *in);
+/* The same at close (FLUSH), except that a created file not yet written keeps waiting for
+ * its data or its release (which flushes). */
+int bcfs_data_close(struct bcfs *fs, struct bcfs_inode *in);
 int bcfs_data_truncate(struct bcfs *fs, struct bcfs_inode *in, uint64_t size);
-/* Size including buffered writes: max(engine, dirty end). */
-uint64_t bcfs_data_size(struct bcfs_inode *in, uint64_t engine_size);
 
 /* ops.c: helpers the callbacks in file.c, dir.c and xattr.c share. */
 /* The filesystem a request belongs to. */

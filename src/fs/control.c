@@ -111,6 +111,9 @@ static char *stats_text(struct bcfs *fs, int json)
 	f.readdirs = fs->n.readdirs;
 	f.dirty_bytes = fs->dirty_bytes;
 	f.inodes = bcfs_inode_count(fs);
+	f.meta_reads = fs->n.meta_reads;
+	f.meta_hits = fs->n.meta_hits;
+	f.pending_creates = fs->npending;
 	f.merges_requested = fs->n.merges_requested;
 	f.merge_running = fs->merge_running;
 	f.merge_last_rc = (uint64_t)(-(int64_t)fs->merge_last_rc);
@@ -244,6 +247,8 @@ static int run_line(struct bcfs *fs, const char *line, size_t len)
 	case BCFS_CMD_SYNC:
 		rc = bcfs_inode_flush_open(fs);
 		if (!rc)
+			rc = bcfs_inode_flush_pending(fs, false);
+		if (!rc)
 			rc = bc_sync(fs->db);
 		break;
 	case BCFS_CMD_SNAPSHOT:
@@ -252,6 +257,8 @@ static int run_line(struct bcfs *fs, const char *line, size_t len)
 			return -ENOMEM;
 		/* Buffered writes of files still open go in too, as on a local filesystem. */
 		rc = bcfs_inode_flush_open(fs);
+		if (!rc)
+			rc = bcfs_inode_flush_pending(fs, false);
 		if (!rc)
 			rc = bc_snapshot(fs->db, path);
 		if (!rc)

@@ -220,6 +220,9 @@ char *bcfs_ctl_format_stats(const struct bc_stats *st, const struct bcfs_fs_stat
 	num(&sb, json, &first, "op_readdir", fs->readdirs);
 	num(&sb, json, &first, "dirty_bytes", fs->dirty_bytes);
 	num(&sb, json, &first, "inodes", fs->inodes);
+	num(&sb, json, &first, "meta_reads", fs->meta_reads);
+	num(&sb, json, &first, "meta_cache_hits", fs->meta_hits);
+	num(&sb, json, &first, "pending_creates", fs->pending_creates);
 	num(&sb, json, &first, "control_commands", fs->ctl_commands);
 	num(&sb, json, &first, "control_errors", fs->ctl_errors);
 	str(&sb, json, &first, "control_last_error",

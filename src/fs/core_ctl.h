@@ -39,6 +39,9 @@ struct bcfs_fs_stats {
 	uint64_t creates, unlinks, renames, mkdirs, rmdirs, fsyncs, flushes, readdirs;
 	uint64_t dirty_bytes; /* buffered writes not yet in the engine */
 	uint64_t inodes; /* inodes the kernel holds */
+	uint64_t meta_reads; /* metadata records read from the engine (cache misses) */
+	uint64_t meta_hits; /* metadata answered from the inode cache */
+	uint64_t pending_creates; /* created files whose first record is not written yet */
 	uint64_t merges_requested, merge_running, merge_last_rc;
 	uint64_t ctl_commands, ctl_errors;
 	const char *ctl_last_error; /* "" when none */

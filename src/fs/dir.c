@@ -166,6 +166,12 @@ static int list_dir(struct bcfs *fs, struct bcfs_inode *dir, struct dir_list **o
 	*out = NULL;
 	if (!l)
 		return -ENOMEM;
+	/* The listing comes from the keys: files created but not yet written get theirs. */
+	rc = bcfs_inode_flush_pending(fs, false);
+	if (rc) {
+		free(l);
+		return rc;
+	}
 	rc = bcfs_inode_key(dir, &space, &kp, &kplen);
 	if (rc) {
 		free(l);

@@ -121,7 +121,7 @@ void bcfs_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	if (!h)
 		return;
 	atomic_fetch_add(&fs->n.flushes, 1);
-	fuse_reply_err(req, h->inode ? -bcfs_data_flush_ns(fs, h->inode) : 0);
+	fuse_reply_err(req, h->inode ? -bcfs_data_close(fs, h->inode) : 0);
 	bcfs_handle_put(fs, h);
 }
 

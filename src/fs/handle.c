@@ -8,7 +8,9 @@
  * write goes straight to the engine. Buffers are written on flush (every close), release,
  * fsync, truncate, before a read of the same inode, and when the namespace changes under
  * an open file. The mtime of buffered writes is kept in the inode and written to the
- * metadata on flush.
+ * metadata on flush. Every write here keeps the inode's metadata cache exact (inode.c), and
+ * the first write of a created file (or its flush) carries the file's whole metadata, so
+ * `create; write; close` appends one record.
  */
 #include "bcfs.h"
 
@@ -91,6 +93,91 @@ void bcfs_handle_free_all(struct bcfs *fs)
 		}
 }
 
+/* Encode the metadata in's next record carries: the cached one with the pending mtime
+ * (in->lock held, ns held). The caller frees *buf. */
+static int record_meta(struct bcfs *fs, struct bcfs_inode *in, uint8_t **buf, size_t *len)
+{
+	struct bcfs_meta m;
+	int n;
+
+	memset(&m, 0, sizeof(m));
+	n = bcfs_inode_meta_locked(fs, in, &m, NULL);
+	if (n)
+		return n;
+	if (in->mtime_dirty)
+		m.mtime_ns = m.ctime_ns = in->mtime_ns;
+	*buf = malloc(bcfs_meta_size(&m) + 1);
+	n = *buf ? bcfs_meta_encode(&m, *buf, bcfs_meta_size(&m) + 1) : -ENOMEM;
+	bcfs_meta_release(&m);
+	if (n < 0) {
+		free(*buf);
+		*buf = NULL;
+		return n;
+	}
+	*len = (size_t)n;
+	return 0;
+}
+
+/*
+ * After an engine write to in's key that failed: the record may be partly written, so the
+ * cache no longer says what is stored. A pending file that now has a record stops being
+ * pending (in->lock held, ns held).
+ */
+static void write_failed(struct bcfs *fs, struct bcfs_inode *in)
+{
+	if (in->pending) {
+		if (bcfs_key_exists(fs, in->space, in->key, in->klen) == 0)
+			return; /* nothing written: still pending, cache still right */
+		bcfs_inode_set_pending_locked(fs, in, false);
+	}
+	bcfs_inode_meta_drop_locked(in);
+}
+
+/*
+ * Write len bytes at off to in's key (in->lock held, ns held). With with_meta, or when in
+ * has no record yet (pending: its first record must carry mode and owner), the record
+ * also carries the metadata with the pending mtime, which is then written. len 0 with a
+ * pending file writes its empty record. Keeps the metadata cache exact.
+ */
+static int write_range(struct bcfs *fs, struct bcfs_inode *in, uint64_t off, const void *buf,
+		       size_t len, bool with_meta)
+{
+	uint8_t *mb = NULL;
+	size_t mlen = 0;
+	int rc;
+
+	with_meta = with_meta || in->pending;
+	if (!with_meta) {
+		rc = bc_write(fs->db, in->space, in->key, in->klen, off, buf, len);
+	} else {
+		rc = record_meta(fs, in, &mb, &mlen);
+		if (rc)
+			return rc;
+		if (in->pending && !len)
+			rc = bc_put_ex(fs->db, in->space, in->key, in->klen, "", 0, mb, mlen, 0);
+		else
+			rc = bc_write_meta(fs->db, in->space, in->key, in->klen, off, buf, len, mb,
+					   mlen);
+		free(mb);
+	}
+	if (rc) {
+		write_failed(fs, in);
+		return rc;
+	}
+	in->meta_gen++; /* a load that raced this write must not be cached */
+	if (in->have_meta && len && off + len > in->size)
+		in->size = off + len;
+	if (with_meta) {
+		if (in->mtime_dirty && in->have_meta) {
+			in->meta.mtime_ns = in->meta.ctime_ns = in->mtime_ns;
+			in->meta_gen++;
+		}
+		in->mtime_dirty = false;
+		bcfs_inode_set_pending_locked(fs, in, false);
+	}
+	return 0;
+}
+
 /* Write the dirty range (in->lock held, ns held). */
 static int flush_data(struct bcfs *fs, struct bcfs_inode *in)
 {
@@ -98,7 +185,7 @@ static int flush_data(struct bcfs *fs, struct bcfs_inode *in)
 
 	if (!in->dlen)
 		return 0;
-	rc = bc_write(fs->db, in->space, in->key, in->klen, in->doff, in->dbuf, in->dlen);
+	rc = write_range(fs, in, in->doff, in->dbuf, in->dlen, false);
 	if (rc)
 		return rc;
 	atomic_fetch_sub(&fs->dirty_bytes, in->dlen);
@@ -116,45 +203,30 @@ static int flush_meta(struct bcfs *fs, struct bcfs_inode *in)
 
 	if (!in->mtime_dirty)
 		return 0;
-	rc = bcfs_meta_load(fs, in->space, in->key, in->klen, &m, NULL);
+	memset(&m, 0, sizeof(m));
+	rc = bcfs_inode_meta_locked(fs, in, &m, NULL);
 	if (rc)
 		return rc;
 	m.mtime_ns = in->mtime_ns;
 	m.ctime_ns = in->mtime_ns;
 	rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
-	bcfs_meta_release(&m);
-	if (!rc)
+	if (!rc) {
 		in->mtime_dirty = false;
+		bcfs_inode_meta_set_locked(in, &m, in->size);
+	} else {
+		bcfs_inode_meta_drop_locked(in);
+	}
+	bcfs_meta_release(&m);
 	return rc;
 }
 
-/* Data and the new mtime in one engine write (in->lock held, ns held). */
-static int flush_both(struct bcfs *fs, struct bcfs_inode *in)
+static void drop_dirty(struct bcfs *fs, struct bcfs_inode *in)
 {
-	struct bcfs_meta m;
-	uint8_t *buf;
-	int rc, n;
-
-	rc = bcfs_meta_load(fs, in->space, in->key, in->klen, &m, NULL);
-	if (rc)
-		return rc;
-	m.mtime_ns = in->mtime_ns;
-	m.ctime_ns = in->mtime_ns;
-	buf = malloc(bcfs_meta_size(&m) + 1);
-	n = buf ? bcfs_meta_encode(&m, buf, bcfs_meta_size(&m) + 1) : -ENOMEM;
-	bcfs_meta_release(&m);
-	if (n >= 0)
-		n = bc_write_meta(fs->db, in->space, in->key, in->klen, in->doff, in->dbuf,
-				  in->dlen, buf, (size_t)n);
-	free(buf);
-	if (n < 0)
-		return n;
 	atomic_fetch_sub(&fs->dirty_bytes, in->dlen);
 	in->dlen = 0;
 	free(in->dbuf);
 	in->dbuf = NULL;
 	in->mtime_dirty = false;
-	return 0;
 }
 
 int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in)
@@ -164,13 +236,15 @@ int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in)
 	pthread_mutex_lock(&in->lock);
 	if (in->gone) {
 		rc = 0; /* nothing left to write to */
-		atomic_fetch_sub(&fs->dirty_bytes, in->dlen);
-		in->dlen = 0;
-		free(in->dbuf);
-		in->dbuf = NULL;
-		in->mtime_dirty = false;
-	} else if (in->dlen && in->mtime_dirty) {
-		rc = flush_both(fs, in);
+		drop_dirty(fs, in);
+		bcfs_inode_set_pending_locked(fs, in, false);
+	} else if (in->dlen && (in->mtime_dirty || in->pending)) {
+		/* Data and the new mtime in one record (the first one of a created file). */
+		rc = write_range(fs, in, in->doff, in->dbuf, in->dlen, true);
+		if (!rc)
+			drop_dirty(fs, in);
+	} else if (in->pending) {
+		rc = write_range(fs, in, 0, NULL, 0, true); /* created, never written */
 	} else {
 		rc = flush_data(fs, in);
 		if (!rc)
@@ -186,7 +260,7 @@ int bcfs_data_flush_ns(struct bcfs *fs, struct bcfs_inode *in)
 	int rc;
 
 	pthread_mutex_lock(&in->lock);
-	dirty = in->dlen || in->mtime_dirty;
+	dirty = in->dlen || in->mtime_dirty || in->pending;
 	pthread_mutex_unlock(&in->lock);
 	if (!dirty)
 		return 0;
@@ -194,6 +268,18 @@ int bcfs_data_flush_ns(struct bcfs *fs, struct bcfs_inode *in)
 	rc = bcfs_data_flush(fs, in);
 	pthread_rwlock_unlock(&fs->ns);
 	return rc;
+}
+
+int bcfs_data_close(struct bcfs *fs, struct bcfs_inode *in)
+{
+	bool unwritten;
+
+	/* `cmd >file` closes a dup of the new file before writing to it: its record can wait
+	 * for the data, or for the release that follows the last close. */
+	pthread_mutex_lock(&in->lock);
+	unwritten = in->pending && !in->dlen && !in->mtime_dirty;
+	pthread_mutex_unlock(&in->lock);
+	return unwritten ? 0 : bcfs_data_flush_ns(fs, in);
 }
 
 int bcfs_data_write(struct bcfs *fs, struct bcfs_inode *in, const char *buf, size_t len,
@@ -235,7 +321,7 @@ int bcfs_data_write(struct bcfs *fs, struct bcfs_inode *in, const char *buf, siz
 			goto out;
 		}
 	}
-	rc = bc_write(fs->db, in->space, in->key, in->klen, off, buf, len);
+	rc = write_range(fs, in, off, buf, len, false);
 out:
 	pthread_mutex_unlock(&in->lock);
 	pthread_rwlock_unlock(&fs->ns);
@@ -252,7 +338,7 @@ int bcfs_data_read(struct bcfs *fs, struct bcfs_inode *in, char *buf, size_t len
 	bool dirty;
 
 	pthread_mutex_lock(&in->lock);
-	dirty = in->dlen != 0;
+	dirty = in->dlen != 0 || in->pending; /* a created file gets its record first */
 	pthread_mutex_unlock(&in->lock);
 	if (dirty) {
 		rc = bcfs_data_flush_ns(fs, in);
@@ -291,24 +377,20 @@ int bcfs_data_truncate(struct bcfs *fs, struct bcfs_inode *in, uint64_t size)
 	pthread_rwlock_rdlock(&fs->ns);
 	pthread_mutex_lock(&in->lock);
 	rc = in->gone ? -ESTALE : flush_data(fs, in);
+	if (!rc && in->pending)
+		rc = write_range(fs, in, 0, NULL, 0, true); /* bc_truncate needs the record */
 	if (!rc)
 		rc = bc_truncate(fs->db, in->space, in->key, in->klen, size);
-	if (!rc) {
+	if (rc) {
+		if (rc != -ESTALE)
+			bcfs_inode_meta_drop_locked(in);
+	} else {
+		in->size = size;
+		in->meta_gen++;
 		in->mtime_dirty = true;
 		in->mtime_ns = bcfs_now_ns();
 	}
 	pthread_mutex_unlock(&in->lock);
 	pthread_rwlock_unlock(&fs->ns);
 	return rc;
-}
-
-uint64_t bcfs_data_size(struct bcfs_inode *in, uint64_t engine_size)
-{
-	uint64_t s = engine_size;
-
-	pthread_mutex_lock(&in->lock);
-	if (in->dlen && in->doff + in->dlen > s)
-		s = in->doff + in->dlen;
-	pthread_mutex_unlock(&in->lock);
-	return s;
 }

@@ -6,6 +6,13 @@
  * hashes index the same inodes: by number, and by (kind, key) so a second lookup of the
  * same path returns the same number. An inode is freed when the kernel forgets its last
  * lookup and no handle is open; an orphan (unlinked while open) loses its key then.
+ *
+ * Each inode also caches its key's metadata (bcfs.h, "Metadata cache"): filled on the
+ * first load and by every write through the daemon, freed with the inode, so its memory
+ * is bounded by the inodes the kernel holds (xattrs are cached only while small). A file
+ * made by create() is "pending" until its first record is written (handle.c); the table
+ * answers for it meanwhile (bcfs_inode_file_known) and gives it its record before
+ * anything that lists keys (bcfs_inode_flush_pending) or when it is freed.
  */
 #include "bcfs.h"
 
@@ -130,6 +137,9 @@ static struct bcfs_inode *new_inode(enum bcfs_kind kind, const void *key, size_t
 
 static void free_inode(struct bcfs *fs, struct bcfs_inode *in)
 {
+	if (in->pending)
+		atomic_fetch_sub(&fs->npending, 1);
+	bcfs_meta_release(&in->meta);
 	if (in->dlen)
 		atomic_fetch_sub(&fs->dirty_bytes, in->dlen);
 	pthread_mutex_destroy(&in->lock);
@@ -246,6 +256,11 @@ static void drop_orphan(struct bcfs *fs, struct bcfs_inode *in)
 {
 	int rc;
 
+	/* A created file whose record was never written (its creator's reply failed, or the
+	 * write at close did): write it now, so a successful create is never lost. */
+	if (in->pending && (rc = bcfs_data_flush(fs, in)))
+		bcfs_log(BC_LOG_ERROR, "writing a created file: %s", bc_strerror(rc));
+
 	pthread_mutex_lock(&in->lock);
 	if (in->orphan) {
 		rc = bc_delete(fs->db, in->space, in->key, in->klen);
@@ -327,6 +342,7 @@ int bcfs_inode_rekey(struct bcfs *fs, struct bcfs_inode *in, unsigned space, con
 	in->key = k;
 	in->klen = klen;
 	in->space = space;
+	in->meta_gen++; /* a load of the old key must not fill the cache */
 	if (space == BC_SPACE_USER)
 		link_key(fs, in);
 	pthread_mutex_unlock(&fs->itable_lock);
@@ -375,6 +391,7 @@ int bcfs_inode_rename_prefix(struct bcfs *fs, const void *from, size_t flen, con
 			free(in->key);
 			in->key = k;
 			in->klen = nl;
+			in->meta_gen++;
 		} else {
 			rc = -ENOMEM;
 		}
@@ -459,4 +476,229 @@ uint64_t bcfs_inode_count(struct bcfs *fs)
 	n = fs->ninodes;
 	pthread_mutex_unlock(&fs->itable_lock);
 	return n;
+}
+
+/* ---- metadata cache ---- */
+
+#define META_CACHE_MAX 256 /* bytes of encoded metadata up to which xattrs are cached */
+
+void bcfs_inode_meta_set_locked(struct bcfs_inode *in, const struct bcfs_meta *m, uint64_t size)
+{
+	bcfs_meta_release(&in->meta);
+	in->meta = *m;
+	in->meta.xattrs = NULL;
+	in->meta.nxattrs = 0;
+	in->meta_full = m->nxattrs == 0;
+	if (m->nxattrs && bcfs_meta_size(m) <= META_CACHE_MAX) {
+		struct bcfs_meta c;
+
+		if (bcfs_meta_copy(&c, m) == 0) {
+			in->meta = c;
+			in->meta_full = true;
+		}
+	}
+	in->size = size;
+	in->have_meta = true;
+	atomic_store(&in->known, true);
+	in->meta_gen++;
+}
+
+void bcfs_inode_meta_drop_locked(struct bcfs_inode *in)
+{
+	if (in->pending)
+		return; /* no record: the cache is all there is, and it is right */
+	bcfs_meta_release(&in->meta);
+	in->have_meta = false;
+	atomic_store(&in->known, false);
+	in->meta_full = false;
+	in->meta_gen++;
+}
+
+/*
+ * Read the metadata of (kind, space, key) from the engine; *size is 0 for directories.
+ * *cacheable is false for a key with an expiry time (written by the CLI): it may vanish
+ * without the daemon writing anything, so its attributes are read each time.
+ */
+static int meta_read(struct bcfs *fs, enum bcfs_kind kind, unsigned space, const char *key,
+		     size_t klen, struct bcfs_meta *m, uint64_t *size, bool *cacheable)
+{
+	struct bc_stat st = {0};
+	int rc;
+
+	atomic_fetch_add(&fs->n.meta_reads, 1);
+	if (kind == BCFS_DIR)
+		rc = bcfs_dir_meta(fs, key, klen, m, NULL);
+	else
+		rc = bcfs_meta_load(fs, space, key, klen, m, &st);
+	*size = st.size;
+	*cacheable = st.expire_s == 0;
+	return rc;
+}
+
+int bcfs_inode_meta_locked(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m,
+			   uint64_t *size)
+{
+	uint64_t sz;
+	bool cacheable;
+	int rc;
+
+	if (in->have_meta && in->meta_full) {
+		atomic_fetch_add(&fs->n.meta_hits, 1);
+		if (size)
+			*size = in->size;
+		return bcfs_meta_copy(m, &in->meta);
+	}
+	/* Writers hold the lock across their engine writes: what is read here is current. */
+	rc = meta_read(fs, in->kind, in->space, in->key, in->klen, m, &sz, &cacheable);
+	if (rc)
+		return rc;
+	if (cacheable)
+		bcfs_inode_meta_set_locked(in, m, sz);
+	if (size)
+		*size = sz;
+	return 0;
+}
+
+int bcfs_inode_meta(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m, uint64_t *size)
+{
+	int rc;
+
+	memset(m, 0, sizeof(*m));
+	pthread_mutex_lock(&in->lock);
+	rc = in->gone ? -ENOENT : bcfs_inode_meta_locked(fs, in, m, size);
+	pthread_mutex_unlock(&in->lock);
+	return rc;
+}
+
+int bcfs_inode_attr(struct bcfs *fs, struct bcfs_inode *in, struct bcfs_meta *m, uint64_t *size)
+{
+	struct bcfs_meta lm = {0};
+	unsigned space;
+	char *key;
+	size_t klen;
+	uint64_t gen, lsize = 0;
+	bool cacheable;
+	int rc = 0;
+
+	memset(m, 0, sizeof(*m));
+	pthread_mutex_lock(&in->lock);
+	if (in->gone) {
+		pthread_mutex_unlock(&in->lock);
+		return -ENOENT;
+	}
+	if (in->have_meta) {
+		atomic_fetch_add(&fs->n.meta_hits, 1);
+		goto fill;
+	}
+	/* Miss: read without the lock (reads hold none across I/O), and cache what was read
+	 * only if nothing changed the inode meanwhile. */
+	gen = in->meta_gen;
+	space = in->space;
+	klen = in->klen;
+	key = malloc(klen + 1);
+	if (key)
+		memcpy(key, in->key, klen + 1);
+	pthread_mutex_unlock(&in->lock);
+	if (!key)
+		return -ENOMEM;
+	rc = meta_read(fs, in->kind, space, key, klen, &lm, &lsize, &cacheable);
+	free(key);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&in->lock);
+	if (gen == in->meta_gen && !in->gone && cacheable)
+		bcfs_inode_meta_set_locked(in, &lm, lsize);
+	if (!in->have_meta) {
+		/* Changed meanwhile and not cached: report what was read. */
+		*m = lm;
+		m->xattrs = NULL;
+		m->nxattrs = 0;
+		*size = lsize;
+		bcfs_meta_release(&lm);
+		goto overlay;
+	}
+	bcfs_meta_release(&lm);
+fill:
+	*m = in->meta;
+	m->xattrs = NULL;
+	m->nxattrs = 0;
+	*size = in->size;
+overlay:
+	/* Buffered writes are part of the file: their end and their time. */
+	if (in->kind == BCFS_FILE) {
+		if (in->mtime_dirty)
+			m->mtime_ns = m->ctime_ns = in->mtime_ns;
+		if (in->dlen && in->doff + in->dlen > *size)
+			*size = in->doff + in->dlen;
+	}
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+void bcfs_inode_set_pending_locked(struct bcfs *fs, struct bcfs_inode *in, bool pending)
+{
+	if (in->pending == pending)
+		return;
+	pthread_mutex_lock(&fs->itable_lock);
+	in->pending = pending;
+	pthread_mutex_unlock(&fs->itable_lock);
+	if (pending)
+		atomic_fetch_add(&fs->npending, 1);
+	else
+		atomic_fetch_sub(&fs->npending, 1);
+}
+
+bool bcfs_inode_file_known(struct bcfs *fs, const void *key, size_t klen)
+{
+	struct bcfs_inode *in;
+	bool p;
+
+	pthread_mutex_lock(&fs->itable_lock);
+	in = find_key(fs, BCFS_FILE, key, klen);
+	p = in && (in->pending || atomic_load(&in->known));
+	pthread_mutex_unlock(&fs->itable_lock);
+	return p;
+}
+
+int bcfs_inode_flush_pending(struct bcfs *fs, bool ns_held)
+{
+	struct bcfs_inode **v = NULL;
+	size_t n = 0, cap = 0;
+	int rc = 0;
+
+	if (!atomic_load(&fs->npending))
+		return 0;
+	/* Pin each one as an open would (unless ns is held for writing, which keeps every
+	 * inode alive), so none is freed while its record is written. */
+	pthread_mutex_lock(&fs->itable_lock);
+	for (size_t i = 0; i < fs->nbuckets && !rc; i++)
+		for (struct bcfs_inode *in = fs->by_ino[i]; in; in = in->next_ino) {
+			if (!in->pending)
+				continue;
+			if (n == cap) {
+				size_t nc = cap ? cap * 2 : 16;
+				struct bcfs_inode **nv = realloc(v, nc * sizeof(*nv));
+
+				if (!nv) {
+					rc = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = nc;
+			}
+			if (!ns_held)
+				in->nopen++;
+			v[n++] = in;
+		}
+	pthread_mutex_unlock(&fs->itable_lock);
+	for (size_t i = 0; i < n; i++) {
+		int frc = ns_held ? bcfs_data_flush(fs, v[i]) : bcfs_data_flush_ns(fs, v[i]);
+
+		if (frc && !rc)
+			rc = frc;
+		if (!ns_held)
+			bcfs_inode_release(fs, v[i]);
+	}
+	free(v);
+	return rc;
 }

@@ -211,14 +211,15 @@ static void fill_stat(struct stat *st, fuse_ino_t ino, const struct bcfs_meta *m
 	ts_from_ns(&st->st_ctim, m->ctime_ns);
 }
 
-/* Attributes of a cached inode. */
-static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
+/*
+ * Attributes of a cached inode: from its metadata cache, no engine I/O once known. Caller
+ * holds ns (read): a namespace change moves keys and then the table under ns held for
+ * writing, so the inode read here and the record behind its key always agree.
+ */
+static int inode_stat_ns(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
 {
 	struct bcfs_meta m;
-	struct bc_stat bs;
-	unsigned space;
-	char *key;
-	size_t klen;
+	uint64_t size;
 	bool gone;
 	int rc;
 
@@ -232,31 +233,35 @@ static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
 	pthread_mutex_unlock(&in->lock);
 	if (gone)
 		return rc; /* removed or replaced: its key now means something else */
-	rc = bcfs_inode_key(in, &space, &key, &klen);
+	rc = bcfs_inode_attr(fs, in, &m, &size);
+	if (rc == -ENOENT) {
+		/* Removed meanwhile: answer as above. */
+		pthread_mutex_lock(&in->lock);
+		if (in->gone && in->have_attr) {
+			*st = in->attr;
+			st->st_nlink = 0;
+			rc = 0;
+		}
+		pthread_mutex_unlock(&in->lock);
+		return rc;
+	}
 	if (rc)
 		return rc;
-	if (in->kind == BCFS_DIR) {
-		rc = bcfs_dir_meta(fs, key, klen, &m, NULL);
-		if (!rc)
-			fill_stat(st, in->ino, &m, 0);
-	} else {
-		rc = bcfs_meta_load(fs, space, key, klen, &m, &bs);
-		if (!rc) {
-			pthread_mutex_lock(&in->lock);
-			if (in->mtime_dirty)
-				m.mtime_ns = m.ctime_ns = in->mtime_ns;
-			pthread_mutex_unlock(&in->lock);
-			fill_stat(st, in->ino, &m, bcfs_data_size(in, bs.size));
-		}
-	}
-	bcfs_meta_release(&m);
-	free(key);
-	if (!rc) {
-		pthread_mutex_lock(&in->lock);
-		in->attr = *st;
-		in->have_attr = true;
-		pthread_mutex_unlock(&in->lock);
-	}
+	fill_stat(st, in->ino, &m, size);
+	pthread_mutex_lock(&in->lock);
+	in->attr = *st;
+	in->have_attr = true;
+	pthread_mutex_unlock(&in->lock);
+	return 0;
+}
+
+static int inode_stat(struct bcfs *fs, struct bcfs_inode *in, struct stat *st)
+{
+	int rc;
+
+	pthread_rwlock_rdlock(&fs->ns);
+	rc = inode_stat_ns(fs, in, st);
+	pthread_rwlock_unlock(&fs->ns);
 	return rc;
 }
 
@@ -304,6 +309,20 @@ int bcfs_key_exists(struct bcfs *fs, unsigned space, const void *key, size_t kle
 		return 0; /* no such key can exist */
 	rc = bc_stat(fs->db, space, key, klen, &st);
 	return rc == 0 ? 1 : rc == -ENOENT ? 0 : rc;
+}
+
+/*
+ * Does file key exist: a key, or a created file that has no record yet? The inode table is
+ * asked first and answers without engine I/O for a known inode (bc_stat reads the record's
+ * header). Unlink and rename take an inode out of the key hash under ns after changing
+ * the keys; a lookup that races them answers as if it ran just before. A pending file gets
+ * its record before it stops being pending, so one of the two answers yes while it exists.
+ */
+static int file_exists(struct bcfs *fs, const void *key, size_t klen)
+{
+	if (bcfs_inode_file_known(fs, key, klen))
+		return 1;
+	return bcfs_key_exists(fs, BC_SPACE_USER, key, klen);
 }
 
 /* Does continuation directory kp show in parent pkp under name? */
@@ -376,7 +395,7 @@ static int resolve(struct bcfs *fs, struct bcfs_inode *dir, const char *name, st
 	switch (r->name_kind) {
 	case BCFS_NAME_SHADOW:
 		r->klen = r->blen;
-		rc = bcfs_key_exists(fs, BC_SPACE_USER, r->key, r->klen);
+		rc = file_exists(fs, r->key, r->klen);
 		if (rc > 0)
 			r->kind = BCFS_FILE;
 		break;
@@ -397,7 +416,7 @@ static int resolve(struct bcfs *fs, struct bcfs_inode *dir, const char *name, st
 		if (rc < 0)
 			break;
 		r->klen = r->blen;
-		rc = bcfs_key_exists(fs, BC_SPACE_USER, r->key, r->klen);
+		rc = file_exists(fs, r->key, r->klen);
 		if (rc > 0)
 			r->kind = BCFS_FILE;
 	}
@@ -418,15 +437,19 @@ static void reply_entry(fuse_req_t req, enum bcfs_kind kind, const char *key, si
 {
 	struct bcfs *fs = bcfs_of(req);
 	struct fuse_entry_param e;
-	struct bcfs_inode *in = bcfs_inode_get(fs, kind, key, klen, 1);
+	struct bcfs_inode *in;
 	int rc;
 
+	/* The key's inode and its attributes in one ns section (see inode_stat_ns). */
+	memset(&e, 0, sizeof(e));
+	pthread_rwlock_rdlock(&fs->ns);
+	in = bcfs_inode_get(fs, kind, key, klen, 1);
+	rc = in ? inode_stat_ns(fs, in, &e.attr) : -ENOMEM;
+	pthread_rwlock_unlock(&fs->ns);
 	if (!in) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	memset(&e, 0, sizeof(e));
-	rc = inode_stat(fs, in, &e.attr);
 	if (rc) {
 		bcfs_inode_forget(fs, in, 1);
 		fuse_reply_err(req, -rc);
@@ -592,10 +615,16 @@ static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		if (bcfs_kp_is_cont(in->key, in->klen)) {
 			rc = -EPERM;
 		} else {
-			rc = bcfs_dir_meta(fs, in->key, in->klen, &m, NULL);
+			rc = bcfs_inode_meta(fs, in, &m, NULL);
 			if (!rc) {
 				apply_attrs(&m, attr, to_set);
 				rc = bcfs_dir_meta_store(fs, in->key, in->klen, &m);
+				pthread_mutex_lock(&in->lock);
+				if (rc)
+					bcfs_inode_meta_drop_locked(in);
+				else
+					bcfs_inode_meta_set_locked(in, &m, 0);
+				pthread_mutex_unlock(&in->lock);
 				bcfs_meta_release(&m);
 			}
 		}
@@ -611,15 +640,20 @@ static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 		pthread_rwlock_rdlock(&fs->ns);
 		rc = bcfs_data_flush(fs, in);
 		pthread_mutex_lock(&in->lock);
+		memset(&m, 0, sizeof(m));
 		if (!rc)
-			rc = bcfs_meta_load(fs, in->space, in->key, in->klen, &m, NULL);
+			rc = in->gone ? -ENOENT : bcfs_inode_meta_locked(fs, in, &m, NULL);
 		if (!rc) {
 			if (in->mtime_dirty)
 				m.mtime_ns = in->mtime_ns;
 			apply_attrs(&m, attr, to_set);
 			rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
-			if (!rc)
+			if (!rc) {
 				in->mtime_dirty = false;
+				bcfs_inode_meta_set_locked(in, &m, in->size);
+			} else {
+				bcfs_inode_meta_drop_locked(in);
+			}
 			bcfs_meta_release(&m);
 		}
 		pthread_mutex_unlock(&in->lock);
@@ -732,17 +766,36 @@ static void new_file(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t
 		goto out;
 	}
 	fresh_meta(fs, req, &m, mode);
+	if (fi) {
+		/* create(): the record waits for the first flush, which normally carries the
+		 * data too (handle.c); until then the table answers for the file. */
+		in = bcfs_inode_get(fs, BCFS_FILE, r.base, r.blen, 1);
+		if (!in) {
+			rc = -ENOMEM;
+		} else {
+			pthread_mutex_lock(&in->lock);
+			bcfs_inode_meta_set_locked(in, &m, 0);
+			bcfs_inode_set_pending_locked(fs, in, true);
+			pthread_mutex_unlock(&in->lock);
+		}
+		bcfs_meta_release(&m);
+		goto out;
+	}
 	rc = meta_blob(&m, &blob, &blen);
+	if (!rc)
+		rc = bc_put_ex(fs->db, BC_SPACE_USER, r.base, r.blen, target ? target : "",
+			       target ? strlen(target) : 0, blob, blen, 0);
+	if (!rc) {
+		in = bcfs_inode_get(fs, BCFS_FILE, r.base, r.blen, 1);
+		if (!in)
+			rc = -ENOMEM;
+	}
+	if (!rc) {
+		pthread_mutex_lock(&in->lock);
+		bcfs_inode_meta_set_locked(in, &m, target ? strlen(target) : 0);
+		pthread_mutex_unlock(&in->lock);
+	}
 	bcfs_meta_release(&m);
-	if (rc)
-		goto out;
-	rc = bc_put_ex(fs->db, BC_SPACE_USER, r.base, r.blen, target ? target : "",
-		       target ? strlen(target) : 0, blob, blen, 0);
-	if (rc)
-		goto out;
-	in = bcfs_inode_get(fs, BCFS_FILE, r.base, r.blen, 1);
-	if (!in)
-		rc = -ENOMEM;
 out:
 	pthread_rwlock_unlock(&fs->ns);
 	free(blob);
@@ -911,6 +964,10 @@ static void bcfs_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	atomic_fetch_add(&fs->n.unlinks, 1);
 	pthread_rwlock_wrlock(&fs->ns);
+	/* What follows reads and rewrites records: give created files theirs first. */
+	rc = bcfs_inode_flush_pending(fs, true);
+	if (rc)
+		goto out;
 	rc = resolve(fs, dir, name, &r);
 	if (rc == -EINVAL)
 		rc = -ENOENT;
@@ -1006,6 +1063,10 @@ static void bcfs_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
 	}
 	atomic_fetch_add(&fs->n.rmdirs, 1);
 	pthread_rwlock_wrlock(&fs->ns);
+	/* What follows reads and rewrites records: give created files theirs first. */
+	rc = bcfs_inode_flush_pending(fs, true);
+	if (rc)
+		goto out;
 	rc = resolve(fs, dir, name, &r);
 	if (rc == -EINVAL)
 		rc = -ENOENT;
@@ -1133,6 +1194,10 @@ static void bcfs_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fus
 	}
 	atomic_fetch_add(&fs->n.renames, 1);
 	pthread_rwlock_wrlock(&fs->ns);
+	/* What follows reads and rewrites records: give created files theirs first. */
+	rc = bcfs_inode_flush_pending(fs, true);
+	if (rc)
+		goto out;
 	rc = resolve(fs, sdir, name, &s);
 	if (rc == -EINVAL)
 		rc = -ENOENT;

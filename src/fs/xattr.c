@@ -20,9 +20,7 @@ static int xattr_load(struct bcfs *fs, fuse_ino_t ino, struct bcfs_inode **inp, 
 	memset(m, 0, sizeof(*m));
 	if (!in)
 		return bcfs_ctl_is(ino) ? -ENOTSUP : -ESTALE;
-	if (in->kind == BCFS_DIR)
-		return bcfs_dir_meta(fs, in->key, in->klen, m, NULL);
-	return bcfs_meta_load(fs, in->space, in->key, in->klen, m, NULL);
+	return bcfs_inode_meta(fs, in, m, NULL); /* the metadata cache, else the engine */
 }
 
 void bcfs_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t size)
@@ -100,7 +98,8 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 {
 	struct bcfs *fs = bcfs_of(req);
 	struct bcfs_inode *in;
-	struct bcfs_meta m;
+	struct bcfs_meta m = {0};
+	bool stored = false;
 	int rc;
 
 	if (strncmp(name, "user.", 5) || bcfs_ctl_is(ino)) {
@@ -112,7 +111,12 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		return;
 	}
 	pthread_rwlock_wrlock(&fs->ns);
-	rc = xattr_load(fs, ino, &in, &m);
+	in = bcfs_inode_find(fs, ino);
+	/* Buffered data (and a created file's first record) go first, so the metadata read
+	 * next has the current mtime. */
+	rc = in && in->kind == BCFS_FILE ? bcfs_data_flush(fs, in) : 0;
+	if (!rc)
+		rc = xattr_load(fs, ino, &in, &m);
 	if (!rc)
 		rc = value ? bcfs_meta_xattr_set(&m, name, value, size, flags)
 			   : bcfs_meta_xattr_remove(&m, name);
@@ -120,17 +124,18 @@ static void xattr_change(fuse_req_t req, fuse_ino_t ino, const char *name, const
 		m.ctime_ns = bcfs_now_ns();
 		if (bcfs_meta_size(&m) > BCFS_META_MAX)
 			rc = -ENOSPC;
-		else if (in->kind == BCFS_DIR)
-			rc = bcfs_kp_is_cont(in->key, in->klen)
-				? -ENOTSUP
-				: bcfs_dir_meta_store(fs, in->key, in->klen, &m);
+		else if (in->kind == BCFS_DIR && bcfs_kp_is_cont(in->key, in->klen))
+			rc = -ENOTSUP;
+		else if ((stored = true) && in->kind == BCFS_DIR)
+			rc = bcfs_dir_meta_store(fs, in->key, in->klen, &m);
 		else
-			rc = bcfs_data_flush(fs, in);
-		if (!rc && in->kind == BCFS_FILE) {
-			pthread_mutex_lock(&in->lock);
-			if (in->mtime_dirty)
-				m.mtime_ns = in->mtime_ns;
 			rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
+		if (stored) {
+			pthread_mutex_lock(&in->lock);
+			if (rc)
+				bcfs_inode_meta_drop_locked(in);
+			else
+				bcfs_inode_meta_set_locked(in, &m, in->size);
 			pthread_mutex_unlock(&in->lock);
 		}
 	}
