@@ -25,6 +25,13 @@ _bc_exit() {
 	if [ $rc -eq 0 ] && [ $_bc_failed -eq 0 ]; then
 		rm -rf "$T"
 	else
+		# A daemon that a sanitizer stopped (halt_on_error) fails the test through the
+		# mount's errors before any unmount scans its log: show the report anyway.
+		for i in "$T"/log.*; do
+			[ -f "$i" ] || continue
+			grep -qE 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|runtime error:|WARNING: ThreadSanitizer' "$i" &&
+				{ echo "sanitizer report in $i:" >&2; sed -n '1,80p' "$i" >&2; }
+		done
 		echo "FAIL $TEST_NAME (exit $rc); kept $T" >&2
 	fi
 	exit $rc
