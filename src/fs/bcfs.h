@@ -7,8 +7,10 @@
  *
  * Locking order: fs->ns (rwlock) -> inode->lock -> fs->itable_lock. Namespace changes
  * (create, unlink, rename, mkdir, rmdir, symlink) hold ns for writing; anything that writes
- * through a file's key (flush of dirty data, truncate, metadata) holds it for reading, so a
- * rename never races a write to the old key. Reads hold no lock across I/O.
+ * through or reads from a file's key (flush of dirty data, truncate, metadata, data reads)
+ * holds it for reading, so a rename never races a write to the old key, and a read never
+ * gets the bytes of the file that a rename just put under the key. Reads hold no inode
+ * lock across I/O.
  *
  * Metadata cache: each inode keeps the decoded metadata and engine size of its key as the
  * daemon last read or wrote them (inode.c, "meta" below), so lookup and getattr of a known

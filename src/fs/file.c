@@ -32,7 +32,20 @@ void bcfs_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EISDIR);
 		return;
 	}
-	h = bcfs_handle_new(fs, in);
+	/* Replaced or removed with no open handle (an open one would have made it an orphan):
+	 * its key may hold another file by now. The process resolved the name before the
+	 * change; ESTALE makes the kernel look the name up again and open what is there. ns
+	 * keeps an unlink or rename from deciding between orphan and gone meanwhile. */
+	pthread_rwlock_rdlock(&fs->ns);
+	pthread_mutex_lock(&in->lock);
+	bool gone = in->gone;
+	pthread_mutex_unlock(&in->lock);
+	h = gone ? NULL : bcfs_handle_new(fs, in);
+	pthread_rwlock_unlock(&fs->ns);
+	if (gone) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
 	if (!h) {
 		fuse_reply_err(req, ENOMEM);
 		return;

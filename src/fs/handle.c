@@ -334,7 +334,7 @@ int bcfs_data_read(struct bcfs *fs, struct bcfs_inode *in, char *buf, size_t len
 	unsigned space;
 	char *key;
 	size_t klen;
-	int rc, tries = 0;
+	int rc;
 	bool dirty;
 
 	pthread_mutex_lock(&in->lock);
@@ -345,27 +345,17 @@ int bcfs_data_read(struct bcfs *fs, struct bcfs_inode *in, char *buf, size_t len
 		if (rc)
 			return rc;
 	}
-	for (;;) {
-		rc = bcfs_inode_key(in, &space, &key, &klen);
-		if (rc)
-			return rc;
+	/* ns keeps a rename from giving the key to another file between reading the inode's
+	 * key and reading its bytes (rename-over moves both keys in one engine batch, and the
+	 * inodes after it, under ns held for writing). */
+	pthread_rwlock_rdlock(&fs->ns);
+	rc = bcfs_inode_key(in, &space, &key, &klen);
+	if (!rc) {
 		rc = bc_read(fs->db, space, key, klen, off, buf, len, got);
-		if (rc == -ENOENT && tries++ < 3) {
-			/* A rename or unlink may have moved the key under us: retry if so. */
-			bool moved;
-
-			pthread_mutex_lock(&in->lock);
-			moved = in->space != space || in->klen != klen ||
-				memcmp(in->key, key, klen);
-			pthread_mutex_unlock(&in->lock);
-			free(key);
-			if (moved)
-				continue;
-			return rc;
-		}
 		free(key);
-		return rc;
 	}
+	pthread_rwlock_unlock(&fs->ns);
+	return rc;
 }
 
 int bcfs_data_truncate(struct bcfs *fs, struct bcfs_inode *in, uint64_t size)

@@ -76,5 +76,10 @@ done
 for p in "${pids[@]}"; do wait "$p" || fail "a concurrent appender failed"; done
 expect_eq "$(wc -l <"$M/shared")" 400 "concurrent appends"
 expect_eq "$(grep -cv '^p[1-4] line [0-9]*$' "$M/shared" || true)" 0 "no torn line"
+
+# A file replaced by rename over and over while readers open it by name: every read sees
+# one whole version, never the new file's bytes under the old file's size.
+mkdir "$M/replace"
+"$BC_BUILD_DIR/tests/integration/fs_replace" "$M/replace" 8 || fail "a reader saw a mixed file"
 bcfs_umount "$M"
 pass
