@@ -11,20 +11,27 @@
  * keydir in order. Either way the state is the one bc_apply gives: for an appended key,
  * the group's earlier entries would each have been replaced by the next, leaving no trace.
  *
- * Key sides wait in one packed buffer, across files (each entry names its file), until the
- * caller finishes: before anything else changes the state (a scan) and at the end of
- * replay. At most BULK_MAX bytes wait; then they are applied and the buffer refilled,
- * which keeps record order per key across the batches.
+ * Key sides wait, across files (each entry names its file), until the caller finishes:
+ * before anything else changes the state (a scan) and at the end of replay. At most
+ * BULK_MAX bytes wait; then they are applied and the buckets refilled, which keeps record
+ * order per key across the batches. A hint not yet verified is staged in a second bulk
+ * (its object sides listed, not applied) and committed or dropped on the verdict.
  *
- * Sorting: the entries move, in order, into cache-sized buckets by the top bits of an
- * 8-byte word of their key (the bytes after the prefix all of them share); each bucket is
- * radix sorted by (word, place), runs of equal words are finished by comparing whole keys,
- * and the bucket is applied.
+ * Sorting: entries go, as added, into FANOUT buckets by the first composite key byte q at
+ * which the keys added so far differ, each a list of chunks; a key that differs earlier
+ * links every bucket, in order, into the bucket of the byte they all share there. At
+ * finish each bucket in turn is radix sorted by (word, place) on the 8 bytes after q, runs
+ * of equal words are finished by comparing whole keys, the bucket is applied and its
+ * chunks freed (the keydir's new nodes reuse them). A bucket too big for the cache is
+ * first moved into sub-buckets by the bytes after the prefix its keys share.
  */
 #include "db.h"
 #include "grow.h"
 
 #include <errno.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,16 +49,39 @@
 #define E_TYPE 20
 #define E_KEY 21 /* the space byte, then the key */
 
-/* Buffer offsets are u32; a batch is applied before it grows past this. */
+/* At most this many bytes wait; then they are applied and the buckets refilled. */
 #define BULK_MAX ((size_t)1 << 30)
 
-/* Entries per bucket that bc_bulk_finish aims at: a bucket's entries fit in the cache. */
-#define BUCKET 2048
+/* Buckets by one byte of the key; a bucket's chunks grow from CHUNK_MIN to CHUNK_MAX bytes
+ * (below malloc's mmap threshold, so the keydir's nodes reuse them once they are freed). */
+#define FANOUT 256
+#define CHUNK_MIN ((size_t)1 << 10)
+#define CHUNK_MAX ((size_t)1 << 16)
 
-/* A sort item: a word of the key and where the entry is. */
+/* Entries per bucket that sorting aims at: a bucket's entries fit in the cache. A bucket
+ * with more than BIG is first split by more of its key (moved into sub-buckets). */
+#define BUCKET 2048
+#define BIG 16384
+
+/* A finish that applied this many bytes returns the free heap they leave to the system. */
+#define TRIM_MIN ((size_t)16 << 20)
+
+struct bc_bulk_chunk {
+	struct bc_bulk_chunk *next;
+	size_t used, cap;
+	uint8_t data[];
+};
+
+struct bc_bulk_bucket {
+	struct bc_bulk_chunk *head, *tail;
+	size_t n; /* entries */
+	size_t bytes;
+};
+
+/* A sort item: a word of the key and the entry. */
 struct item {
 	uint64_t word;
-	uint32_t at;
+	const uint8_t *p;
 };
 
 static inline uint16_t ld16(const uint8_t *p)
@@ -97,31 +127,133 @@ void bc_bulk_init(struct bc_bulk *b, struct bc_db *db)
 	b->db = db;
 }
 
-void bc_bulk_release(struct bc_bulk *b)
+static void chunks_free(struct bc_bulk_chunk *c)
 {
-	free(b->buf);
-	b->buf = NULL;
-	b->used = b->cap = b->n = 0;
+	while (c) {
+		struct bc_bulk_chunk *next = c->next;
+		free(c);
+		c = next;
+	}
 }
 
-int bc_bulk_add(struct bc_bulk *b, uint32_t slot, const bc_effect *e)
+/* Forget every entry (their chunks freed); the bucket array stays. */
+static void reset(struct bc_bulk *b)
 {
-	struct bc_object *obj;
-	int rc = bc_apply_object(b->db, slot, e, &obj);
+	if (b->bk)
+		for (size_t d = 0; d < FANOUT; d++) {
+			chunks_free(b->bk[d].head);
+			memset(&b->bk[d], 0, sizeof(b->bk[d]));
+		}
+	b->used = b->n = 0;
+	b->first = NULL;
+}
 
-	if (rc || (e->type != BC_REC_PUT && e->type != BC_REC_DELETE && e->type != BC_REC_LINK))
-		return rc;
-	size_t len = E_KEY + 1u + e->klen + (obj ? sizeof(obj) : 0);
-	if (b->used + len > BULK_MAX) {
-		rc = bc_bulk_finish(b);
-		if (rc)
-			return rc;
+void bc_bulk_release(struct bc_bulk *b)
+{
+	reset(b);
+	free(b->bk);
+	free(b->items);
+	free(b->pend);
+	b->bk = NULL;
+	b->items = NULL;
+	b->pend = NULL;
+	b->nitems = b->npend = b->cpend = 0;
+}
+
+/* Byte c of composite key k[0..kl), zero past its end. */
+static inline unsigned byte_at(const uint8_t *k, size_t kl, size_t c)
+{
+	return c < kl ? k[c] : 0;
+}
+
+/*
+ * Every entry shares bytes [0, q) and sits in the bucket of its byte q. A new entry that
+ * differs from them at l < q: they all share byte l too, so they go, in bucket order,
+ * into the one bucket of that byte (each key's entries stay in record order).
+ */
+static void rebucket(struct bc_bulk *b, size_t l)
+{
+	struct bc_bulk_bucket all = {0};
+	size_t fl;
+	const uint8_t *f = ckey(b->first, &fl);
+
+	for (size_t d = 0; d < FANOUT; d++) {
+		struct bc_bulk_bucket *x = &b->bk[d];
+		if (!x->head)
+			continue;
+		if (all.tail)
+			all.tail->next = x->head;
+		else
+			all.head = x->head;
+		all.tail = x->tail;
+		all.n += x->n;
+		all.bytes += x->bytes;
+		memset(x, 0, sizeof(*x));
 	}
-	uint8_t *buf = bc_grow(b->buf, &b->cap, b->used + len, 1, 1u << 16);
-	if (!buf)
+	b->bk[byte_at(f, fl, l)] = all;
+	b->q = l;
+}
+
+/* Room for len bytes at the end of bucket x: NULL on ENOMEM. */
+static uint8_t *bucket_room(struct bc_bulk_bucket *x, size_t len)
+{
+	struct bc_bulk_chunk *t = x->tail;
+
+	if (t && t->cap - t->used >= len)
+		return t->data + t->used;
+	size_t cap = t ? 2 * t->cap : CHUNK_MIN;
+	if (cap > CHUNK_MAX)
+		cap = CHUNK_MAX;
+	if (cap < len)
+		cap = len;
+	struct bc_bulk_chunk *c = malloc(sizeof(*c) + cap);
+	if (!c)
+		return NULL;
+	c->next = NULL;
+	c->used = 0;
+	c->cap = cap;
+	if (t)
+		t->next = c;
+	else
+		x->head = c;
+	x->tail = c;
+	return c->data;
+}
+
+/* Keep the key side of e (PUT, DELETE or LINK to obj); *objp is where obj went. */
+static int put_key(struct bc_bulk *b, uint32_t slot, const bc_effect *e, struct bc_object *obj,
+		   uint8_t **objp)
+{
+	size_t len = E_KEY + 1u + e->klen + (e->type == BC_REC_LINK ? sizeof(obj) : 0);
+
+	if (!b->bk) {
+		b->bk = calloc(FANOUT, sizeof(*b->bk));
+		if (!b->bk)
+			return -ENOMEM;
+	}
+	/* every entry shares what it shares with the first */
+	const uint8_t *k = e->key;
+	size_t kl = 1u + e->klen, l = kl;
+	unsigned d;
+	if (!b->n) {
+		b->q = kl;
+		d = 0;
+	} else {
+		if (b->q) {
+			/* the first differs from this key at l (composite), or they share [0, q) */
+			size_t fl;
+			const uint8_t *f = ckey(b->first, &fl);
+			size_t m = (b->q < kl ? b->q : kl) - 1;
+			l = f[0] != e->space ? 0 : 1 + lcp(f + 1, m, k, m);
+			if (l < b->q)
+				rebucket(b, l);
+		}
+		d = b->q ? (b->q < kl ? k[b->q - 1] : 0) : e->space;
+	}
+	struct bc_bulk_bucket *x = &b->bk[d];
+	uint8_t *p = bucket_room(x, len);
+	if (!p)
 		return -ENOMEM;
-	b->buf = buf;
-	uint8_t *p = buf + b->used;
 	uint32_t expire = bc_expire32(e->expire_s);
 	uint16_t klen = e->klen, mlen = e->mlen;
 	memcpy(p + E_OFFSET, &e->offset, 4);
@@ -133,22 +265,150 @@ int bc_bulk_add(struct bc_bulk *b, uint32_t slot, const bc_effect *e)
 	p[E_TYPE] = e->type;
 	p[E_KEY] = e->space;
 	memcpy(p + E_KEY + 1, e->key, e->klen);
-	if (obj)
-		memcpy(p + E_KEY + 1 + e->klen, &obj, sizeof(obj));
-	/* every entry shares what it shares with the first */
-	size_t kl;
-	const uint8_t *k = ckey(p, &kl);
-	if (!b->n) {
-		b->lcp = kl;
-	} else {
-		size_t fl;
-		const uint8_t *f = ckey(buf, &fl);
-		size_t n = b->lcp < kl ? b->lcp : kl;
-		b->lcp = lcp(f, n, k, n);
+	if (e->type == BC_REC_LINK) {
+		*objp = p + E_KEY + 1 + e->klen;
+		memcpy(*objp, &obj, sizeof(obj));
 	}
+	/* The bucket's next entry comes some FANOUT entries later: have its line by then. */
+	__builtin_prefetch(p + len + 64, 1);
+	if (!b->n)
+		b->first = p;
+	x->tail->used += len;
+	x->n++;
+	x->bytes += len;
 	b->used += len;
 	b->n++;
 	return 0;
+}
+
+static bool has_key_side(const bc_effect *e)
+{
+	return e->type == BC_REC_PUT || e->type == BC_REC_DELETE || e->type == BC_REC_LINK;
+}
+
+int bc_bulk_add(struct bc_bulk *b, uint32_t slot, const bc_effect *e)
+{
+	struct bc_object *obj;
+	uint8_t *objp;
+	int rc = bc_apply_object(b->db, slot, e, &obj);
+
+	if (rc || !has_key_side(e))
+		return rc;
+	if (b->used + E_KEY + 1u + e->klen + sizeof(obj) > BULK_MAX) {
+		rc = bc_bulk_finish(b);
+		if (rc)
+			return rc;
+	}
+	return put_key(b, slot, e, obj, &objp);
+}
+
+/*
+ * Staged, an entry with an object side (LINK, CHUNK, TRUNC) is also copied to pend, with
+ * where its LINK object pointer goes, to be applied at commit.
+ */
+struct bc_bulk_pend {
+	bc_effect e; /* without its key */
+	uint32_t slot;
+	uint8_t *objp; /* LINK: the object pointer in the staged key side */
+};
+
+int bc_bulk_stage(struct bc_bulk *st, uint32_t slot, const bc_effect *e)
+{
+	uint8_t *objp = NULL;
+	int rc;
+
+	if (has_key_side(e)) {
+		rc = put_key(st, slot, e, NULL, &objp);
+		if (rc)
+			return rc;
+	}
+	if (e->type == BC_REC_PUT || e->type == BC_REC_DELETE)
+		return 0;
+	struct bc_bulk_pend *v = bc_grow(st->pend, &st->cpend, st->npend + 1, sizeof(*v), 64);
+	if (!v)
+		return -ENOMEM;
+	st->pend = v;
+	v += st->npend++;
+	v->e = *e;
+	v->e.key = NULL;
+	v->slot = slot;
+	v->objp = objp;
+	return 0;
+}
+
+/* Move every entry of st to the end of b (st's come after b's in record order). */
+static void merge(struct bc_bulk *b, struct bc_bulk *st)
+{
+	if (!st->n)
+		return;
+	if (!b->n) {
+		struct bc_bulk_bucket *bk = b->bk;
+		b->bk = st->bk;
+		b->q = st->q;
+		b->first = st->first;
+		b->used = st->used;
+		b->n = st->n;
+		st->bk = bk;
+		st->first = NULL;
+		st->used = st->n = 0;
+		return;
+	}
+	/* both bulks' entries share what their first ones share, up to either's q */
+	size_t fl, sl;
+	const uint8_t *f = ckey(b->first, &fl), *s = ckey(st->first, &sl);
+	size_t m = b->q < st->q ? b->q : st->q;
+	m = m < fl ? m : fl;
+	m = m < sl ? m : sl;
+	size_t l = lcp(f, m, s, m);
+	if (l < b->q)
+		rebucket(b, l);
+	if (l < st->q)
+		rebucket(st, l);
+	for (size_t d = 0; d < FANOUT; d++) {
+		struct bc_bulk_bucket *x = &b->bk[d], *y = &st->bk[d];
+		if (!y->head)
+			continue;
+		if (x->tail)
+			x->tail->next = y->head;
+		else
+			x->head = y->head;
+		x->tail = y->tail;
+		x->n += y->n;
+		x->bytes += y->bytes;
+		memset(y, 0, sizeof(*y));
+	}
+	b->used += st->used;
+	b->n += st->n;
+	st->first = NULL;
+	st->used = st->n = 0;
+}
+
+int bc_bulk_commit(struct bc_bulk *b, struct bc_bulk *st)
+{
+	int rc = 0;
+
+	for (size_t i = 0; i < st->npend && !rc; i++) {
+		struct bc_bulk_pend *v = &st->pend[i];
+		struct bc_object *obj;
+		rc = bc_apply_object(b->db, v->slot, &v->e, &obj);
+		if (!rc && v->objp)
+			memcpy(v->objp, &obj, sizeof(obj));
+	}
+	st->npend = 0;
+	if (!rc && b->n && b->used + st->used > BULK_MAX)
+		rc = bc_bulk_finish(b);
+	if (rc) {
+		bc_bulk_drop(st);
+		return rc;
+	}
+	merge(b, st);
+	return 0;
+}
+
+void bc_bulk_drop(struct bc_bulk *st)
+{
+	reset(st);
+	st->npend = 0;
 }
 
 /* The big-endian word of composite key bytes [c, c + 8), zero past the key's end. */
@@ -171,8 +431,6 @@ static uint64_t word_at(const uint8_t *k, size_t kl, size_t c)
 /* Stable sort of a[0..n) by word, byte by byte from bit shift down; t is scratch of n. */
 static void sort_words(struct item *a, struct item *t, size_t n, unsigned shift)
 {
-	size_t cnt[256] = {0}, pos[256];
-
 	if (n <= 32) {
 		for (size_t i = 1; i < n; i++) {
 			struct item x = a[i];
@@ -183,6 +441,7 @@ static void sort_words(struct item *a, struct item *t, size_t n, unsigned shift)
 		}
 		return;
 	}
+	size_t cnt[256] = {0}, pos[256];
 	for (size_t i = 0; i < n; i++)
 		cnt[a[i].word >> shift & 0xff]++;
 	if (cnt[a[0].word >> shift & 0xff] == n) {
@@ -204,32 +463,32 @@ static void sort_words(struct item *a, struct item *t, size_t n, unsigned shift)
 			sort_words(a + s, t + s, cnt[d], shift - 8);
 }
 
-static int item_cmp(const uint8_t *buf, const struct item *x, const struct item *y)
+static int item_cmp(const struct item *x, const struct item *y)
 {
 	size_t xl, yl;
-	const uint8_t *xk = ckey(buf + x->at, &xl), *yk = ckey(buf + y->at, &yl);
+	const uint8_t *xk = ckey(x->p, &xl), *yk = ckey(y->p, &yl);
 
 	return kcmp(xk, xl, yk, yl);
 }
 
 /* Stable sort of a[0..n) by whole key; t is scratch of n. */
-static void sort_keys(const uint8_t *buf, struct item *a, struct item *t, size_t n)
+static void sort_keys(struct item *a, struct item *t, size_t n)
 {
 	if (n <= 16) {
 		for (size_t i = 1; i < n; i++) {
 			struct item x = a[i];
 			size_t j = i;
-			for (; j && item_cmp(buf, &a[j - 1], &x) > 0; j--)
+			for (; j && item_cmp(&a[j - 1], &x) > 0; j--)
 				a[j] = a[j - 1];
 			a[j] = x;
 		}
 		return;
 	}
 	size_t h = n / 2, i = 0, j = h, o = 0;
-	sort_keys(buf, a, t, h);
-	sort_keys(buf, a + h, t + h, n - h);
+	sort_keys(a, t, h);
+	sort_keys(a + h, t + h, n - h);
 	while (i < h && j < n)
-		t[o++] = item_cmp(buf, &a[j], &a[i]) < 0 ? a[j++] : a[i++];
+		t[o++] = item_cmp(&a[j], &a[i]) < 0 ? a[j++] : a[i++];
 	while (i < h)
 		t[o++] = a[i++];
 	while (j < n)
@@ -262,22 +521,22 @@ static void entry_get(const uint8_t *p, bc_effect *e, uint32_t *slot, struct bc_
 		memcpy(obj, p + E_KEY + 1 + e->klen, sizeof(*obj));
 }
 
-/* Apply the group a[0..n) of one key's entries (in buf), in record order. */
-static int apply_group(struct bc_bulk *b, const uint8_t *buf, const struct item *a, size_t n)
+/* Apply the group a[0..n) of one key's entries, in record order. */
+static int apply_group(struct bc_bulk *b, const struct item *a, size_t n)
 {
 	struct bc_object *obj;
 	uint32_t slot;
 	bc_effect e;
 	int rc;
 
-	entry_get(buf + a[n - 1].at, &e, &slot, &obj);
+	entry_get(a[n - 1].p, &e, &slot, &obj);
 	if (e.type != BC_REC_DELETE) {
 		rc = bc_apply_append(b->db, slot, &e, obj);
 		if (rc != -ERANGE)
 			return rc;
 	}
 	for (size_t i = 0; i < n; i++) {
-		entry_get(buf + a[i].at, &e, &slot, &obj);
+		entry_get(a[i].p, &e, &slot, &obj);
 		rc = bc_apply_key(b->db, slot, &e, obj, NULL);
 		if (rc)
 			return rc;
@@ -285,64 +544,88 @@ static int apply_group(struct bc_bulk *b, const uint8_t *buf, const struct item 
 	return 0;
 }
 
-/* Sort the n entries in buf[0..len) (one bucket) by key, stably, and apply them. */
-static int apply_sorted(struct bc_bulk *b, const uint8_t *buf, size_t len, size_t n, struct item *a)
+/* Items for n entries: a holds 2n (the second half is sort scratch). NULL on ENOMEM. */
+static struct item *items(struct bc_bulk *b, size_t n)
+{
+	struct item *a = bc_grow(b->items, &b->nitems, 2 * n, sizeof(*a), 2 * BUCKET);
+
+	if (a)
+		b->items = a;
+	return a;
+}
+
+/*
+ * Sort a[0..n) (a group of entries in record order whose keys all share composite bytes
+ * [0, c); a[i].p set) by key, stably, and apply them. a has room for 2n.
+ */
+static int apply_sorted(struct bc_bulk *b, struct item *a, size_t n, size_t c)
 {
 	struct item *t = a + n;
 	int rc = 0;
 
-	for (size_t i = 0, at = 0; at < len; i++) {
+	for (size_t i = 0; i < n; i++) {
 		size_t kl;
-		const uint8_t *k = ckey(buf + at, &kl);
-		a[i].word = word_at(k, kl, b->lcp);
-		a[i].at = (uint32_t)at;
-		at += entry_len(buf + at);
+		const uint8_t *k = ckey(a[i].p, &kl);
+		a[i].word = word_at(k, kl, c);
 	}
 	sort_words(a, t, n, 56);
 	/* Equal words: the keys may still differ past the word (or in length). */
 	for (size_t i = 0, j; i < n; i = j) {
 		bool differ = false;
 		for (j = i + 1; j < n && a[j].word == a[i].word; j++)
-			differ = differ || item_cmp(buf, &a[j - 1], &a[j]);
+			differ = differ || item_cmp(&a[j - 1], &a[j]);
 		if (differ)
-			sort_keys(buf, a + i, t + i, j - i);
+			sort_keys(a + i, t + i, j - i);
 	}
 	for (size_t i = 0, j; i < n && !rc; i = j) {
-		for (j = i + 1; j < n && a[j].word == a[i].word && !item_cmp(buf, &a[i], &a[j]);
-		     j++)
+		for (j = i + 1; j < n && a[j].word == a[i].word && !item_cmp(&a[i], &a[j]); j++)
 			;
-		rc = apply_group(b, buf, a + i, j - i);
+		rc = apply_group(b, a + i, j - i);
 	}
 	return rc;
 }
 
+#define EACH_ENTRY(x, c, p)                                       \
+	for (struct bc_bulk_chunk *c = (x)->head; c; c = c->next) \
+		for (const uint8_t *p = c->data; p < c->data + c->used; p += entry_len(p))
+
 /*
- * Sorted, the entries would be read in random order from a buffer far larger than the
- * caches. So first move them, in order, into buckets by the top bits of their words (about
- * BUCKET entries each), and sort and apply one bucket at a time, within the cache.
+ * A bucket too big for the cache: move its entries, in order, into sub-buckets by the top
+ * bits of the word after the prefix they all share (about BUCKET entries each), freeing
+ * its chunks, and sort and apply one sub-bucket at a time.
  */
-int bc_bulk_finish(struct bc_bulk *b)
+static int apply_big(struct bc_bulk *b, struct bc_bulk_bucket *x, size_t c)
 {
-	size_t n = b->n, len = b->used, most = 0;
+	size_t n = x->n, most = 0, fl;
+	const uint8_t *f = ckey(x->head->data, &fl);
 	unsigned bits = 0;
 	int rc = -ENOMEM;
 
-	if (!n)
-		return 0;
+	EACH_ENTRY(x, ch, p)
+	{
+		size_t kl;
+		const uint8_t *k = ckey(p, &kl);
+		size_t m = fl < kl ? fl : kl;
+		if (m > c)
+			fl = c + lcp(f + c, m - c, k + c, m - c);
+		else
+			fl = m;
+	}
+	c = fl;
 	while (bits < 16 && n >> bits > BUCKET)
 		bits++;
 	size_t nb = (size_t)1 << bits;
 	size_t *cnt = calloc(2 * nb, sizeof(*cnt)), *pos = cnt + nb;
-	uint8_t *out = malloc(len);
-	struct item *a = NULL;
+	uint8_t *out = malloc(x->bytes);
 	if (!cnt || !out)
 		goto out_free;
-	for (size_t at = 0; at < len; at += entry_len(b->buf + at)) {
+	EACH_ENTRY(x, ch, p)
+	{
 		size_t kl;
-		const uint8_t *k = ckey(b->buf + at, &kl);
-		size_t d = bits ? word_at(k, kl, b->lcp) >> (64 - bits) : 0;
+		const uint8_t *k = ckey(p, &kl);
+		size_t d = word_at(k, kl, c) >> (64 - bits);
 		cnt[d]++;
-		pos[d] += entry_len(b->buf + at);
+		pos[d] += entry_len(p);
 	}
 	for (size_t d = 0, s = 0; d < nb; d++) {
 		size_t bytes = pos[d];
@@ -351,30 +634,79 @@ int bc_bulk_finish(struct bc_bulk *b)
 		if (cnt[d] > most)
 			most = cnt[d];
 	}
-	for (size_t at = 0; at < len;) {
-		size_t kl, el = entry_len(b->buf + at);
-		const uint8_t *k = ckey(b->buf + at, &kl);
-		size_t d = bits ? word_at(k, kl, b->lcp) >> (64 - bits) : 0;
-		memcpy(out + pos[d], b->buf + at, el);
+	EACH_ENTRY(x, ch, p)
+	{
+		size_t kl, el = entry_len(p);
+		const uint8_t *k = ckey(p, &kl);
+		size_t d = word_at(k, kl, c) >> (64 - bits);
+		memcpy(out + pos[d], p, el);
 		pos[d] += el;
-		at += el;
 	}
-	/* pos[d] is now the end of bucket d; the buffer in record order is no longer needed */
-	free(b->buf);
-	b->buf = NULL;
-	b->cap = 0;
-	a = malloc(2 * most * sizeof(*a));
+	/* pos[d] is now the end of sub-bucket d; the chunks are no longer needed */
+	chunks_free(x->head);
+	memset(x, 0, sizeof(*x));
+	struct item *a = items(b, most);
 	if (!a)
 		goto out_free;
 	rc = 0;
-	for (size_t d = 0, s = 0; d < nb && !rc; s = pos[d], d++)
-		if (cnt[d])
-			rc = apply_sorted(b, out + s, pos[d] - s, cnt[d], a);
+	for (size_t d = 0, s = 0; d < nb && !rc; s = pos[d], d++) {
+		size_t i = 0;
+		for (const uint8_t *p = out + s; p < out + pos[d]; p += entry_len(p))
+			a[i++].p = p;
+		if (i)
+			rc = apply_sorted(b, a, i, c);
+	}
 out_free:
-	free(a);
 	free(out);
 	free(cnt);
-	b->used = 0;
-	b->n = 0;
+	return rc;
+}
+
+/* Sort and apply bucket by bucket, each in the cache, freeing each bucket's chunks after. */
+int bc_bulk_finish(struct bc_bulk *b)
+{
+	size_t used = b->used;
+	int rc = 0;
+
+	if (!b->n)
+		return 0;
+	for (size_t d = 0; d < FANOUT && !rc; d++) {
+		struct bc_bulk_bucket *x = &b->bk[d];
+		if (!x->n)
+			continue;
+		/* every entry of the bucket shares bytes [0, q] */
+		size_t c = b->q + 1;
+		if (x->n > BIG) {
+			rc = apply_big(b, x, c);
+			continue;
+		}
+		struct item *a = items(b, x->n);
+		if (!a) {
+			rc = -ENOMEM;
+			break;
+		}
+		size_t i = 0;
+		EACH_ENTRY(x, ch, p)
+		{
+			/* the chunks were written long ago: fetch ahead of the walk */
+			__builtin_prefetch(p + 512);
+			a[i++].p = p;
+		}
+		rc = apply_sorted(b, a, i, c);
+		chunks_free(x->head);
+		memset(x, 0, sizeof(*x));
+	}
+	reset(b);
+	free(b->items);
+	b->items = NULL;
+	b->nitems = 0;
+#ifdef __GLIBC__
+	/* The chunks the keydir did not reuse lie between its nodes: give their pages back
+	 * (it walks the whole heap, so only when there are many). */
+	if (used >= TRIM_MIN)
+		malloc_trim(0);
+#else
+	(void)used;
+#endif
 	return rc;
 }

@@ -155,12 +155,19 @@ int bc_apply_append(struct bc_db *db, uint32_t slot, const bc_effect *e, struct 
  * unlinked objects wait for the sweep). Anything else that changes the state in between
  * (a scan) must come after a finish.
  */
+struct bc_bulk_bucket;
+struct bc_bulk_pend;
 struct bc_bulk {
 	struct bc_db *db;
-	uint8_t *buf; /* key sides waiting, packed */
-	size_t used, cap;
-	size_t n; /* entries in buf */
-	size_t lcp; /* composite key bytes that every entry in buf shares */
+	struct bc_bulk_bucket *bk; /* key sides waiting, packed, by one byte of their key */
+	size_t q; /* that byte: every entry shares composite key bytes [0, q) */
+	const uint8_t *first; /* the first entry */
+	size_t used; /* bytes waiting */
+	size_t n; /* entries waiting */
+	void *items; /* sort scratch */
+	size_t nitems;
+	struct bc_bulk_pend *pend; /* staged: object sides waiting for the hint's verdict */
+	size_t npend, cpend;
 };
 void bc_bulk_init(struct bc_bulk *b, struct bc_db *db);
 /* Apply the object side of e (at slot) now, keep its key side (copies). As bc_apply. */
@@ -169,6 +176,15 @@ int bc_bulk_add(struct bc_bulk *b, uint32_t slot, const bc_effect *e);
 int bc_bulk_finish(struct bc_bulk *b);
 /* Free the buffer (key sides not finished are lost). */
 void bc_bulk_release(struct bc_bulk *b);
+/*
+ * Staging the entries of a hint not yet verified (bc_hint_stream) in a second bulk st:
+ * stage copies e and applies nothing; commit applies the object sides staged, in order,
+ * and moves the key sides to the end of b (0 or -ENOMEM; st is empty after either);
+ * drop forgets them. st is initialised and released as any bulk.
+ */
+int bc_bulk_stage(struct bc_bulk *st, uint32_t slot, const bc_effect *e);
+int bc_bulk_commit(struct bc_bulk *b, struct bc_bulk *st);
+void bc_bulk_drop(struct bc_bulk *st);
 void bc_objects_release(struct bc_db *db, struct bc_dropped *d);
 /* Account an object's chunks as dead and remove it (kd_lock held for writing). */
 void bc_object_drop(struct bc_db *db, struct bc_object *o);

@@ -2,10 +2,12 @@
 /*
  * Hint files (docs/FORMAT.md "Hint files"): the entry codec, a buffered writer that
  * checksums every byte it writes and renames the finished file into place, and a loader
- * that trusts a hint only as a whole. The loader reads the file twice in fixed-size blocks:
- * the first pass checks the header, trailer, CRC and the structure of every entry without
- * calling anyone; the second hands the entries out. Nothing is allocated from a length
- * read from disk, and no entry can make the loader read outside its block buffer.
+ * that trusts a hint only as a whole. The loader reads the file in fixed-size blocks; a pass
+ * checks the header, trailer, CRC and the structure of every entry. bc_hint_load calls no
+ * one in that pass and hands the entries out in a second; bc_hint_stream hands them out
+ * during the first, to a caller that only stages them until the verdict. Nothing is
+ * allocated from a length read from disk, and no entry can make the loader read outside
+ * its block buffer.
  * All I/O goes through the bc_io seam.
  */
 #include "hint.h"
@@ -392,8 +394,9 @@ static int walk(struct hint_load *l, uint32_t *crc, bc_hint_fn fn, void *ctx)
 	return n == l->count ? 0 : -EBADMSG;
 }
 
-/* First pass: everything but calling anyone. */
-static int verify(struct hint_load *l, uint64_t file_id)
+/* Check everything, calling fn (when not NULL) as entries are read. */
+static int verify(struct hint_load *l, uint64_t file_id, uint64_t data_size, bc_hint_fn fn,
+		  void *ctx)
 {
 	uint8_t hdr[BC_FILE_HEADER_SIZE], tr[BC_HINT_TRAILER_SIZE];
 	struct bc_file_header h;
@@ -419,17 +422,19 @@ static int verify(struct hint_load *l, uint64_t file_id)
 	l->count = bc_le32(tr + BC_HT_COUNT);
 	if (l->covered < BC_FILE_HEADER_SIZE)
 		return -EBADMSG;
+	if (l->covered > data_size)
+		return -EBADMSG; /* describes bytes the data file no longer has */
 
 	crc = bc_crc32c(0, hdr, sizeof(hdr));
-	rc = walk(l, &crc, NULL, NULL);
+	rc = walk(l, &crc, fn, ctx);
 	if (rc)
 		return rc;
 	crc = bc_crc32c(crc, tr, BC_HT_CRC);
 	return crc == bc_le32(tr + BC_HT_CRC) ? 0 : -EBADMSG;
 }
 
-int bc_hint_load(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
-		 uint64_t data_size, bc_hint_fn fn, void *ctx, uint64_t *covered)
+static int load(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+		uint64_t data_size, bc_hint_fn fn, void *ctx, bool early, uint64_t *covered)
 {
 	struct hint_load l = {.io = io, .fd = -1};
 	int rc;
@@ -446,16 +451,14 @@ int bc_hint_load(const struct bc_io *io, int dirfd, const char *name, uint64_t f
 	if (!l.buf)
 		goto out_close;
 
-	rc = verify(&l, file_id);
-	if (!rc && l.covered > data_size)
-		rc = -EBADMSG; /* describes bytes the data file no longer has */
+	rc = verify(&l, file_id, data_size, early ? fn : NULL, ctx);
 	if (rc)
 		goto out_free;
 	if (covered)
 		*covered = l.covered;
 	/* The second pass re-reads what the first verified; it can only fail now if the file
 	 * changed underneath (hints are replaced by rename, never rewritten in place). */
-	if (fn)
+	if (fn && !early)
 		rc = walk(&l, NULL, fn, ctx);
 
 out_free:
@@ -463,4 +466,16 @@ out_free:
 out_close:
 	bc_io_close(io, l.fd);
 	return rc;
+}
+
+int bc_hint_load(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+		 uint64_t data_size, bc_hint_fn fn, void *ctx, uint64_t *covered)
+{
+	return load(io, dirfd, name, file_id, data_size, fn, ctx, false, covered);
+}
+
+int bc_hint_stream(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+		   uint64_t data_size, bc_hint_fn fn, void *ctx, uint64_t *covered)
+{
+	return load(io, dirfd, name, file_id, data_size, fn, ctx, true, covered);
 }

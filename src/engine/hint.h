@@ -89,5 +89,13 @@ typedef int (*bc_hint_fn)(void *ctx, const struct bc_hint_entry *e);
  */
 int bc_hint_load(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
 		 uint64_t data_size, bc_hint_fn fn, void *ctx, uint64_t *covered);
+/*
+ * As bc_hint_load, in one pass over the file: fn sees each entry as it is read, before the
+ * hint is known to be valid. So fn may only stage what it is given (copy it), and the
+ * caller must drop everything staged unless this returns 0. Returns as bc_hint_load,
+ * except that fn may have been called before -EBADMSG or an I/O error.
+ */
+int bc_hint_stream(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+		   uint64_t data_size, bc_hint_fn fn, void *ctx, uint64_t *covered);
 
 #endif /* BC_ENGINE_HINT_H */

@@ -130,12 +130,22 @@ static int apply_one(struct replay *r, const bc_effect *e)
 /*
  * Hint entries go through bc_bulk: their key sides wait, and apply sorted when a scan is
  * about to apply records (or replay ends), so a store whose files all have hints builds its
- * keydir in one sorted pass.
+ * keydir in one sorted pass. A hint is read once (bc_hint_stream), its entries staged in
+ * a second bulk that is committed only if the hint verifies; the active file's hint, whose
+ * entries also go to the new hint as they are applied, is read twice (bc_hint_load).
  */
 struct hint_replay {
 	struct replay *r;
 	struct bc_bulk *bulk;
+	struct bc_bulk *stage;
 };
+
+static int on_stage(void *ctx, const struct bc_hint_entry *e)
+{
+	struct hint_replay *h = ctx;
+
+	return bc_bulk_stage(h->stage, h->r->slot, e);
+}
 
 static int on_hint(void *ctx, const struct bc_hint_entry *e)
 {
@@ -423,7 +433,7 @@ out:
 
 /* Load one data file into the table and replay it (its hint's key sides into bulk). */
 static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_active,
-		     struct bc_bulk *bulk)
+		     struct bc_bulk *bulk, struct bc_bulk *stage)
 {
 	char name[BC_FILE_NAME_MAX], hname[BC_FILE_NAME_MAX];
 	bc_file_name(name, id, BC_DATA_SUFFIX);
@@ -506,9 +516,18 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 	}
 
 	uint64_t covered = BC_FILE_HEADER_SIZE;
-	struct hint_replay hr = {.r = &r, .bulk = bulk};
-	rc = bad_header ? -ENOENT
-			: bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &hr, &covered);
+	struct hint_replay hr = {.r = &r, .bulk = bulk, .stage = stage};
+	if (bad_header) {
+		rc = -ENOENT;
+	} else if (r.feed_hint) {
+		rc = bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &hr, &covered);
+	} else {
+		rc = bc_hint_stream(db->io, db->dirfd, hname, id, size, on_stage, &hr, &covered);
+		if (rc == 0)
+			rc = bc_bulk_commit(bulk, stage);
+		else
+			bc_bulk_drop(stage);
+	}
 	if (rc == 0) {
 		f->has_hint = true;
 	} else if (rc == -EBADMSG) {
@@ -567,13 +586,15 @@ int bc_recover(struct bc_db *db)
 			bc_io_unlinkat(db->io, db->dirfd, fd.tmps[i]);
 		}
 	}
-	struct bc_bulk bulk;
+	struct bc_bulk bulk, stage;
 	bc_bulk_init(&bulk, db);
+	bc_bulk_init(&stage, db);
 	for (size_t i = 0; i < fd.n && !rc; i++) {
 		bool newest = i + 1 == fd.n;
 		bool active = newest && !db->opt.read_only;
-		rc = load_file(db, fd.ids[i], newest, active, &bulk);
+		rc = load_file(db, fd.ids[i], newest, active, &bulk, &stage);
 	}
+	bc_bulk_release(&stage);
 	if (!rc)
 		rc = bc_bulk_finish(&bulk);
 	bc_bulk_release(&bulk);

@@ -92,5 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int vrc = bc_hint_load(&bc_io_posix, dirfd, NAME, 0x10000, DATA_SIZE, NULL, NULL, NULL);
 	if ((vrc == 0) != (rc == 0))
 		abort();
+	/* So must loading in one pass, and when it succeeds it hands out the same entries. */
+	struct walk s = {0};
+	uint64_t scovered = 0;
+	int src = bc_hint_stream(&bc_io_posix, dirfd, NAME, 0x10000, DATA_SIZE, on_entry, &s,
+				 &scovered);
+	if (src != rc)
+		abort();
+	if (rc == 0 && (s.bad || s.entries != w.entries || s.end != w.end || scovered != covered))
+		abort();
 	return 0;
 }

@@ -184,6 +184,12 @@ static void assert_load_fails(int want)
 	ck_assert_msg(c.n == 0, "callback called %d times (dir %s)", c.n, tmpdir);
 	ck_assert_uint_eq(covered, 12345);
 	collect_release(&c);
+	/* In one pass the callback may have seen entries, but the verdict is the same. */
+	rc = bc_hint_stream(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
+			    &covered);
+	ck_assert_msg(rc == want, "stream returned %d, want %d (dir %s)", rc, want, tmpdir);
+	ck_assert_uint_eq(covered, 12345);
+	collect_release(&c);
 }
 
 /* ---- Entry codec ---- */
@@ -342,6 +348,19 @@ START_TEST(small_round_trip)
 	CHECK(c.n == NSMALL);
 	for (int i = 0; i < NSMALL; i++)
 		assert_entry_eq(&c.e[i], &small[i]);
+	collect_release(&c);
+
+	/* In one pass: the same entries. */
+	covered = 0;
+	CHECK(bc_hint_stream(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
+			     &covered) == 0);
+	CHECK(covered == SMALL_COVERED);
+	CHECK(c.n == NSMALL);
+	for (int i = 0; i < NSMALL; i++)
+		assert_entry_eq(&c.e[i], &small[i]);
+	collect_release(&c);
+	CHECK(bc_hint_stream(&bc_io_posix, dirfd_, NAME, FILE_ID, SMALL_COVERED - 1, collect_fn, &c,
+			     NULL) == -EBADMSG);
 	collect_release(&c);
 
 	/* Verify only. */
@@ -792,6 +811,15 @@ START_TEST(load_io_failure_passed_through)
 		CHECK(rc == 0);
 	/* Errors in the first pass mean no calls; in the second they stop the calls. */
 	CHECK(rc == 0 || c.n < NSMALL);
+	collect_release(&c);
+
+	/* In one pass, the same. */
+	io_calls = 0;
+	rc = bc_hint_stream(&io, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c, NULL);
+	if (io_calls > io_fail_at)
+		ck_assert_msg(rc == -EIO, "read call %d failed, stream returned %d", _i, rc);
+	else
+		CHECK(rc == 0 && c.n == NSMALL);
 	io_fail_at = -1;
 	collect_release(&c);
 	dir_done();

@@ -1190,15 +1190,32 @@ START_TEST(bulk_matches_apply)
 	struct tu_rng rng = {tu_seed(0x62756c6b) + (uint64_t)_i};
 	struct model m;
 	struct bc_db *one = fake_db(), *bulk = fake_db();
-	struct bc_bulk b;
+	struct bc_bulk b, st;
 
-	/* odd loops take both files through one bulk, finished at the end */
-	bool both = _i % 2;
-	model_init(&m, &rng, _i < 2 ? 50 : 3000);
+	/* odd loops take both files through one bulk, finished at the end; loops from 4 on
+	 * stage each file (as an unverified hint) and commit it, after staging and dropping
+	 * a hint that failed */
+	bool both = _i % 2, staged = _i >= 4;
+	model_init(&m, &rng, _i % 4 < 2 ? 50 : 3000);
 	bc_bulk_init(&b, bulk);
+	bc_bulk_init(&st, bulk);
 	for (uint32_t slot = 0; slot < 2; slot++) {
 		uint32_t off = BC_FILE_HEADER_SIZE;
 		size_t n = 2000 + tu_below(&rng, 20000);
+		for (size_t i = 0; staged && i < 1000; i++) {
+			const struct rkey *k = &m.u[tu_below(&rng, m.nu)];
+			bc_effect e = {.type = BC_REC_LINK,
+				       .offset = off,
+				       .space = (uint8_t)k->space,
+				       .klen = (uint16_t)k->len,
+				       .key = k->k,
+				       .vlen = BC_OBJ_VALUE_SIZE,
+				       .object = 1 + tu_below(&rng, 40)};
+			if (i % 3 == 0)
+				e.type = BC_REC_PUT;
+			ck_assert_int_eq(bc_bulk_stage(&st, slot, &e), 0);
+		}
+		bc_bulk_drop(&st);
 		for (size_t i = 0; i < n; i++) {
 			const struct rkey *k = &m.u[tu_below(&rng, m.nu)];
 			bc_effect e = {.offset = off,
@@ -1236,12 +1253,16 @@ START_TEST(bulk_matches_apply)
 				}
 			}
 			ck_assert_int_eq(bc_apply(one, slot, &e, NULL), 0);
-			if (slot || both)
+			if ((slot || both) && staged)
+				ck_assert_int_eq(bc_bulk_stage(&st, slot, &e), 0);
+			else if (slot || both)
 				ck_assert_int_eq(bc_bulk_add(&b, slot, &e), 0);
 			else
 				ck_assert_int_eq(bc_apply(bulk, slot, &e, NULL), 0);
 			off += bc_effect_record_size(&e);
 		}
+		if (staged && (slot || both))
+			ck_assert_int_eq(bc_bulk_commit(&b, &st), 0);
 		if (both && !slot)
 			continue;
 		ck_assert_int_eq(bc_bulk_finish(&b), 0);
@@ -1249,6 +1270,7 @@ START_TEST(bulk_matches_apply)
 		same_state(one, bulk);
 	}
 	bc_bulk_release(&b);
+	bc_bulk_release(&st);
 	bc_apply_sweep(one);
 	bc_apply_sweep(bulk);
 	same_state(one, bulk);
@@ -1291,6 +1313,49 @@ START_TEST(bulk_sorts_every_key_shape)
 }
 END_TEST
 
+/*
+ * Key sides wait in buckets by the first byte where keys differ so far; when a later key
+ * differs earlier, everything waiting moves into one bucket, which grows past what is sorted
+ * in one piece and is split again at finish. Long shared prefixes, keys that are prefixes
+ * of others, repeats and deletes, and the prefix shrinking byte by byte down to the space.
+ */
+START_TEST(bulk_rebuckets_and_splits)
+{
+	struct tu_rng rng = {tu_seed(0x72656275)};
+	struct bc_db *one = fake_db(), *bulk = fake_db();
+	struct bc_bulk b;
+	uint8_t k[64];
+	uint32_t off = BC_FILE_HEADER_SIZE;
+
+	bc_bulk_init(&b, bulk);
+	memset(k, 'p', sizeof(k));
+	for (size_t i = 0; i < 60000; i++) {
+		/* the first 40000 share 40 bytes; then ever shorter prefixes, then other spaces */
+		size_t pre = i < 40000 ? 40 : 40 - (i - 40000) / 600;
+		unsigned space = i < 55000 ? 2 : (unsigned)tu_below(&rng, 3);
+		size_t len = pre + tu_below(&rng, 5);
+		memset(k, 'p', pre);
+		for (size_t j = pre; j < len; j++)
+			k[j] = (uint8_t)tu_below(&rng, 3);
+		bc_effect e = {.type = tu_below(&rng, 8) ? BC_REC_PUT : BC_REC_DELETE,
+			       .offset = off,
+			       .space = (uint8_t)space,
+			       .klen = (uint16_t)(len ? len : 1),
+			       .key = k};
+		e.vlen = e.type == BC_REC_PUT ? 10 : 0;
+		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
+		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
+		off += bc_effect_record_size(&e);
+	}
+	ck_assert_int_eq(bc_bulk_finish(&b), 0);
+	bc_bulk_release(&b);
+	CHECK_TREE(bulk->kd);
+	same_state(one, bulk);
+	fake_db_free(one);
+	fake_db_free(bulk);
+}
+END_TEST
+
 static Suite *keydir_suite(void)
 {
 	Suite *s = suite_create("keydir");
@@ -1323,8 +1388,9 @@ static Suite *keydir_suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_loop_test(tc, append_builds_what_puts_build, 0, 3);
 	tcase_add_test(tc, append_enomem_changes_nothing);
-	tcase_add_loop_test(tc, bulk_matches_apply, 0, 4);
+	tcase_add_loop_test(tc, bulk_matches_apply, 0, 8);
 	tcase_add_test(tc, bulk_sorts_every_key_shape);
+	tcase_add_test(tc, bulk_rebuckets_and_splits);
 	suite_add_tcase(s, tc);
 	return s;
 }
