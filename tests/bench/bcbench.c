@@ -236,7 +236,7 @@ static void *foreground(void *arg)
 
 	memset(v, 0x5a, sizeof(v));
 	f->ngets = f->nputs = 0;
-	while (!atomic_load(&f->stop) && f->ngets < MAX_SAMPLES) {
+	while (!atomic_load(&f->stop) && f->ngets < MAX_SAMPLES && f->nputs < MAX_SAMPLES) {
 		void *val;
 		size_t len;
 		double t0;
