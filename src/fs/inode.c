@@ -431,10 +431,13 @@ void bcfs_inode_flush_all(struct bcfs *fs)
 	pthread_mutex_unlock(&fs->itable_lock);
 }
 
-int bcfs_inode_flush_open(struct bcfs *fs)
+/*
+ * Flush every inode that want() picks (called under itable_lock). Each one is pinned as an
+ * open would pin it, so none is freed while it is flushed without the table lock, unless
+ * ns_held (ns held for writing keeps every inode alive; flushed with bcfs_data_flush then).
+ */
+static int flush_where(struct bcfs *fs, bool (*want)(const struct bcfs_inode *), bool ns_held)
 {
-	/* Only open files buffer writes. Pin each one as an open would, so none is freed
-	 * while it is flushed without the table lock. */
 	struct bcfs_inode **v = NULL;
 	size_t n = 0, cap = 0;
 	int rc = 0;
@@ -442,11 +445,12 @@ int bcfs_inode_flush_open(struct bcfs *fs)
 	pthread_mutex_lock(&fs->itable_lock);
 	for (size_t i = 0; i < fs->nbuckets && !rc; i++)
 		for (struct bcfs_inode *in = fs->by_ino[i]; in; in = in->next_ino) {
-			if (in->kind != BCFS_FILE || !in->nopen)
+			if (!want(in))
 				continue;
 			if (n == cap) {
 				size_t nc = cap ? cap * 2 : 64;
 				struct bcfs_inode **nv = realloc(v, nc * sizeof(*nv));
+
 				if (!nv) {
 					rc = -ENOMEM;
 					break;
@@ -454,18 +458,32 @@ int bcfs_inode_flush_open(struct bcfs *fs)
 				v = nv;
 				cap = nc;
 			}
-			in->nopen++;
+			if (!ns_held)
+				in->nopen++;
 			v[n++] = in;
 		}
 	pthread_mutex_unlock(&fs->itable_lock);
 	for (size_t i = 0; i < n; i++) {
-		int frc = bcfs_data_flush_ns(fs, v[i]);
+		int frc = ns_held ? bcfs_data_flush(fs, v[i]) : bcfs_data_flush_ns(fs, v[i]);
+
 		if (frc && !rc)
 			rc = frc;
-		bcfs_inode_release(fs, v[i]);
+		if (!ns_held)
+			bcfs_inode_release(fs, v[i]);
 	}
 	free(v);
 	return rc;
+}
+
+/* Only open files buffer writes. */
+static bool is_open_file(const struct bcfs_inode *in)
+{
+	return in->kind == BCFS_FILE && in->nopen;
+}
+
+int bcfs_inode_flush_open(struct bcfs *fs)
+{
+	return flush_where(fs, is_open_file, false);
 }
 
 uint64_t bcfs_inode_count(struct bcfs *fs)
@@ -660,45 +678,14 @@ bool bcfs_inode_file_known(struct bcfs *fs, const void *key, size_t klen)
 	return p;
 }
 
+static bool is_pending(const struct bcfs_inode *in)
+{
+	return in->pending;
+}
+
 int bcfs_inode_flush_pending(struct bcfs *fs, bool ns_held)
 {
-	struct bcfs_inode **v = NULL;
-	size_t n = 0, cap = 0;
-	int rc = 0;
-
 	if (!atomic_load(&fs->npending))
 		return 0;
-	/* Pin each one as an open would (unless ns is held for writing, which keeps every
-	 * inode alive), so none is freed while its record is written. */
-	pthread_mutex_lock(&fs->itable_lock);
-	for (size_t i = 0; i < fs->nbuckets && !rc; i++)
-		for (struct bcfs_inode *in = fs->by_ino[i]; in; in = in->next_ino) {
-			if (!in->pending)
-				continue;
-			if (n == cap) {
-				size_t nc = cap ? cap * 2 : 16;
-				struct bcfs_inode **nv = realloc(v, nc * sizeof(*nv));
-
-				if (!nv) {
-					rc = -ENOMEM;
-					break;
-				}
-				v = nv;
-				cap = nc;
-			}
-			if (!ns_held)
-				in->nopen++;
-			v[n++] = in;
-		}
-	pthread_mutex_unlock(&fs->itable_lock);
-	for (size_t i = 0; i < n; i++) {
-		int frc = ns_held ? bcfs_data_flush(fs, v[i]) : bcfs_data_flush_ns(fs, v[i]);
-
-		if (frc && !rc)
-			rc = frc;
-		if (!ns_held)
-			bcfs_inode_release(fs, v[i]);
-	}
-	free(v);
-	return rc;
+	return flush_where(fs, is_pending, ns_held);
 }
