@@ -326,10 +326,10 @@ static void check_suspects(const char *dir, struct walk *w)
 		return;
 	}
 	struct suspects sp = {.w = w, .db = db};
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	if (db->suspect_below)
 		bc_keydir_scan_all(db->kd, suspect_key, &sp);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	bc_close(db);
 }
 

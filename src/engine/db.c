@@ -145,17 +145,17 @@ void bc_files_retire(struct bc_db *db, uint32_t slot)
 
 struct bc_file *bc_active_file(struct bc_db *db)
 {
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	struct bc_file *f = db->files[db->active];
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	return f;
 }
 
 uint64_t bc_next_object(struct bc_db *db)
 {
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	uint64_t n = db->next_object;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	return n;
 }
 
@@ -253,9 +253,9 @@ int bc_rotate(struct bc_db *db)
 	pthread_mutex_unlock(&db->sync_mu);
 	hint_finish_active(db);
 
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	uint64_t id = (bc_files_max_id(db) / BC_ID_STEP + 1) * BC_ID_STEP;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	struct bc_file *f;
 	rc = bc_file_create(db, id, false, &f);
 	if (rc)
@@ -270,11 +270,11 @@ int bc_rotate(struct bc_db *db)
 		/* The new name is durable only after a directory fsync: bc_sync does it. */
 		atomic_store(&db->dir_dirty, true);
 	}
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_wrlock(db);
 	int slot = bc_files_add(db, f);
 	if (slot >= 0)
 		db->active = (uint32_t)slot;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (slot < 0) {
 		rc = slot;
 		goto out_drop;
@@ -334,9 +334,9 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 static int sync_leader(struct bc_db *db)
 {
 	uint64_t target = db->appended;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	struct bc_file *f = bc_file_get(db, db->active);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	pthread_mutex_unlock(&db->sync_mu);
 	int rc = f ? bc_io_fdatasync(db->io, f->fd) : 0;
 	bc_file_put(db, f);

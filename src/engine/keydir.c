@@ -1580,14 +1580,14 @@ int bc_keydir_append(struct bc_keydir *kd, unsigned space, const void *key, size
 	return 0;
 }
 
-int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
-		  const struct bc_loc *expect, const struct bc_kval *v, bool *swapped)
+int bc_keydir_move(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		   const struct bc_loc *from, const struct bc_loc *to, bool *moved)
 {
 	uint8_t cell[MAX_ITEM];
 	struct skey s;
 	bool found;
 
-	*swapped = false;
+	*moved = false;
 	if (!skey_init(&s, space, key, klen))
 		return -EINVAL;
 	struct node *lf = locate(kd, &s);
@@ -1596,16 +1596,17 @@ int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 		return 0;
 	const uint8_t *c = cell_at(lf, pos);
 	size_t kn = kpart_len(c);
-	struct bc_kval cur;
-	val_get(c + kn, &cur);
-	if (!bc_loc_eq(&cur.loc, expect))
+	struct bc_kval v;
+	val_get(c + kn, &v);
+	if (!bc_loc_eq(&v.loc, from))
 		return 0;
+	v.loc = *to;
 	memcpy(cell, c, kn);
-	size_t n = kn + val_put(cell + kn, v);
+	size_t n = kn + val_put(cell + kn, &v);
 	if (!fits_in_place(lf, pos, n) && reserve(kd))
 		return -ENOMEM;
 	leaf_set(kd, &kd->fg.pa, pos, cell, n, true);
-	*swapped = true;
+	*moved = true;
 	return 0;
 }
 

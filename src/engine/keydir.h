@@ -82,13 +82,14 @@ int bc_keydir_put(struct bc_keydir *kd, unsigned space, const void *key, size_t 
 int bc_keydir_append(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
 		     const struct bc_kval *v);
 /*
- * Replace only if the current loc equals *expect; *swapped says whether it did. Returns 0,
- * -EINVAL as put, or -ENOMEM (then nothing changed and *swapped is false). ENOMEM needs a
- * value that encodes longer than the current one (a leaf may have to split), which a cas
- * changing only loc.offset, or loc.file within [0, 128) or within [128, 16384), is not.
+ * Point the key at *to if it points at *from now (merge moving a record); *moved says
+ * whether it did. Returns 0, -EINVAL as put, or -ENOMEM (then nothing changed and *moved is
+ * false). ENOMEM needs a location that encodes longer than the current one (a leaf may
+ * have to split), which a move changing only the offset, or the file within [0, 128) or
+ * within [128, 16384), is not.
  */
-int bc_keydir_cas(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
-		  const struct bc_loc *expect, const struct bc_kval *v, bool *swapped);
+int bc_keydir_move(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
+		   const struct bc_loc *from, const struct bc_loc *to, bool *moved);
 /* Remove; returns whether the key was there and copies its value to *old (may be NULL). */
 bool bc_keydir_remove(struct bc_keydir *kd, unsigned space, const void *key, size_t klen,
 		      struct bc_kval *old);

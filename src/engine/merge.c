@@ -23,6 +23,7 @@
 #include "scan.h"
 
 #define OUT_BUF (UINT64_C(1) << 20)
+#define PUBLISH_STEP 2 /* moves published per hold of kd_lock (see CHECK_STEP) */
 
 struct mfile {
 	uint32_t slot;
@@ -110,9 +111,9 @@ static int out_open(struct out *o)
 	char hname[BC_FILE_NAME_MAX];
 	bc_file_name(hname, o->next_id, BC_HINT_SUFFIX);
 	o->next_id++;
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_lock_bg(db, true);
 	int slot = bc_files_add(db, f);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (slot < 0) {
 		bc_io_close(db->io, f->fd);
 		free(f);
@@ -132,8 +133,14 @@ static int out_open(struct out *o)
 static void out_publish(struct out *o)
 {
 	struct bc_db *db = o->db;
-	pthread_rwlock_wrlock(&db->kd_lock);
 	for (size_t i = 0; i < o->nmv; i++) {
+		/* A few records per hold: a foreground get or put never waits for a whole
+		 * buffer's worth of moves. */
+		if (i % PUBLISH_STEP == 0) {
+			if (i)
+				bc_kd_unlock(db);
+			bc_kd_lock_bg(db, true);
+		}
 		struct moved *m = &o->mv[i];
 		struct bc_loc from = {m->from_slot, m->from_off, m->size};
 		struct bc_loc to = {o->slot, m->to_off, m->size};
@@ -146,14 +153,9 @@ static void out_publish(struct out *o)
 				moved = true;
 			}
 		} else if (m->type == BC_REC_PUT || m->type == BC_REC_LINK) {
-			struct bc_kval v;
 			const uint8_t *k = o->keys + m->key;
-			if (bc_keydir_get(db->kd, m->space, k, m->klen, &v) &&
-			    bc_loc_eq(&v.loc, &from)) {
-				v.loc = to;
-				if (bc_keydir_cas(db->kd, m->space, k, m->klen, &from, &v, &moved))
-					o->stuck = true; /* the run's file must stay */
-			}
+			if (bc_keydir_move(db->kd, m->space, k, m->klen, &from, &to, &moved))
+				o->stuck = true; /* the run's file must stay */
 		}
 		if (moved) {
 			struct bc_file *src = db->files[m->from_slot];
@@ -162,7 +164,8 @@ static void out_publish(struct out *o)
 			o->f->live += m->size;
 		}
 	}
-	pthread_rwlock_unlock(&db->kd_lock);
+	if (o->nmv)
+		bc_kd_unlock(db);
 	for (size_t i = 0; i < o->nmv && o->hint; i++) {
 		bc_effect e = o->mv[i].hint;
 		e.key = o->keys + o->mv[i].key;
@@ -185,9 +188,9 @@ static int out_flush(struct out *o)
 		bc_io_ftruncate(db->io, o->f->fd, o->f->size);
 		return rc;
 	}
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_lock_bg(db, true);
 	o->f->size += o->len;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	o->written += o->len;
 	o->len = 0;
 	out_publish(o);
@@ -287,76 +290,142 @@ static int batch_complete(struct bc_db *db, struct bc_file *f, uint64_t off, uin
 	return 0;
 }
 
-/* Decide and copy one record of a run file. */
-static int merge_record(struct out *o, const struct bc_record *rec, uint32_t slot, uint64_t off,
+/*
+ * Records of a run file waiting for their liveness check, which takes kd_lock shared for
+ * CHECK_STEP records at a time: fewer lock round trips than one per record, and a hold
+ * short enough (a few lookups, about a microsecond) that a foreground put waiting for it
+ * spins instead of sleeping. Longer holds raised the put p99 during a merge (8 records
+ * per hold: 6x the idle p99; 4: 2.4x). The records' bytes are copied out of the scan's
+ * buffer, which the next read may replace.
+ */
+#define CHECK_STEP 4
+
+struct check {
+	struct bc_record rec[CHECK_STEP]; /* key, meta, value and data point into bytes */
+	uint64_t off[CHECK_STEP];
+	size_t n;
+	uint8_t *bytes; /* CHECK_STEP * BC_MAX_RECORD */
+	size_t used;
+};
+
+enum fate { DROP, COPY, KEEP, EXPIRE };
+
+static const uint8_t *stash(struct check *c, const uint8_t *p, uint32_t len)
+{
+	uint8_t *to = c->bytes + c->used;
+	if (len)
+		memcpy(to, p, len);
+	c->used += len;
+	return to;
+}
+
+static void check_add(struct check *c, const struct bc_record *rec, uint64_t off)
+{
+	struct bc_record *r = &c->rec[c->n];
+	*r = *rec;
+	c->off[c->n++] = off;
+	r->key = stash(c, rec->key, rec->klen);
+	r->meta = stash(c, rec->meta, rec->mlen);
+	r->value = stash(c, rec->value, rec->vlen);
+	if (rec->data)
+		r->data = r->value + (rec->data - rec->value);
+}
+
+/* What becomes of one record of a run file (kd_lock held). */
+static enum fate decide(struct bc_db *db, const struct bc_record *rec, struct bc_loc here,
 			bool older_outside, uint64_t now_s)
 {
-	struct bc_db *db = o->db;
-	uint32_t size = bc_record_size(rec->klen, rec->mlen, rec->vlen);
-	struct bc_loc here = {slot, (uint32_t)off, size};
 	struct bc_kval v;
-	bool live = false, keep = false, expired = false;
-
-	pthread_rwlock_rdlock(&db->kd_lock);
 	switch (rec->type) {
 	case BC_REC_PUT:
 	case BC_REC_LINK:
-		live = bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &v) &&
-			bc_loc_eq(&v.loc, &here);
-		expired = live && bc_expired(v.expire_s, now_s);
-		break;
+		if (!bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &v) ||
+		    !bc_loc_eq(&v.loc, &here))
+			return DROP;
+		return bc_expired(v.expire_s, now_s) ? EXPIRE : COPY;
 	case BC_REC_CHUNK: {
 		struct bc_object *ob = bc_objtab_find(db->objs, rec->object);
 		struct bc_chunk *c = ob ? bc_object_chunk(ob, rec->index) : NULL;
-		live = c && bc_loc_eq(&c->loc, &here);
-		break;
+		return c && bc_loc_eq(&c->loc, &here) ? COPY : DROP;
 	}
 	case BC_REC_DELETE:
-		keep = older_outside && !bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &v);
-		break;
+		return older_outside && !bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &v)
+			? KEEP
+			: DROP;
 	case BC_REC_TRUNC:
-		keep = older_outside && bc_objtab_find(db->objs, rec->object);
-		break;
+		return older_outside && bc_objtab_find(db->objs, rec->object) ? KEEP : DROP;
 	default:
-		break;
+		return DROP;
 	}
-	pthread_rwlock_unlock(&db->kd_lock);
-
-	if (expired) {
-		/* Drop the key now; leave a delete only where older versions may hide. */
-		struct bc_dropped dropped = {0};
-		pthread_rwlock_wrlock(&db->kd_lock);
-		struct bc_kval cur;
-		if (bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &cur) &&
-		    bc_loc_eq(&cur.loc, &here)) {
-			bc_effect e = {.type = BC_REC_DELETE,
-				       .space = rec->space,
-				       .klen = (uint16_t)rec->klen,
-				       .key = rec->key};
-			bc_apply(db, slot, &e, &dropped);
-		}
-		bc_objects_release(db, &dropped);
-		pthread_rwlock_unlock(&db->kd_lock);
-		if (!older_outside)
-			return 0;
-		struct bc_record del = *rec;
-		del.type = BC_REC_DELETE;
-		del.mlen = 0;
-		del.vlen = 0;
-		del.expire_s = 0;
-		return out_copy(o, &del, UINT32_MAX, 0);
-	}
-	if (live || keep)
-		return out_copy(o, rec, live ? slot : UINT32_MAX, off);
-	return 0;
 }
 
-static int merge_file(struct out *o, const struct mfile *mf, bool older_outside)
+/* Drop an expired key now; leave a delete only where older versions may hide. */
+static int expire(struct out *o, const struct bc_record *rec, struct bc_loc here,
+		  bool older_outside)
 {
 	struct bc_db *db = o->db;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	struct bc_dropped dropped = {0};
+	bc_kd_lock_bg(db, true);
+	struct bc_kval cur;
+	if (bc_keydir_get(db->kd, rec->space, rec->key, rec->klen, &cur) &&
+	    bc_loc_eq(&cur.loc, &here)) {
+		bc_effect e = {.type = BC_REC_DELETE,
+			       .space = rec->space,
+			       .klen = (uint16_t)rec->klen,
+			       .key = rec->key};
+		bc_apply(db, here.file, &e, &dropped);
+	}
+	bc_objects_release(db, &dropped);
+	bc_kd_unlock(db);
+	if (!older_outside)
+		return 0;
+	struct bc_record del = *rec;
+	del.type = BC_REC_DELETE;
+	del.mlen = 0;
+	del.vlen = 0;
+	del.expire_s = 0;
+	return out_copy(o, &del, UINT32_MAX, 0);
+}
+
+/* Decide the waiting records under one hold of kd_lock, then copy the ones that stay. */
+static int check_run(struct out *o, struct check *c, uint32_t slot, bool older_outside,
+		     uint64_t now_s)
+{
+	struct bc_db *db = o->db;
+	enum fate fate[CHECK_STEP];
+	struct bc_loc here[CHECK_STEP];
+	int rc = 0;
+
+	if (!c->n)
+		return 0;
+	for (size_t i = 0; i < c->n; i++) {
+		const struct bc_record *r = &c->rec[i];
+		here[i] = (struct bc_loc){slot, (uint32_t)c->off[i],
+					  bc_record_size(r->klen, r->mlen, r->vlen)};
+	}
+	bc_kd_lock_bg(db, false);
+	for (size_t i = 0; i < c->n; i++)
+		fate[i] = decide(db, &c->rec[i], here[i], older_outside, now_s);
+	bc_kd_unlock(db);
+	for (size_t i = 0; i < c->n && !rc; i++) {
+		if (fate[i] == EXPIRE)
+			rc = expire(o, &c->rec[i], here[i], older_outside);
+		else if (fate[i] == COPY)
+			rc = out_copy(o, &c->rec[i], slot, c->off[i]);
+		else if (fate[i] == KEEP)
+			rc = out_copy(o, &c->rec[i], UINT32_MAX, c->off[i]);
+	}
+	c->n = 0;
+	c->used = 0;
+	return rc;
+}
+
+static int merge_file(struct out *o, struct check *c, const struct mfile *mf, bool older_outside)
+{
+	struct bc_db *db = o->db;
+	bc_kd_lock_bg(db, false);
 	struct bc_file *f = bc_file_get(db, mf->slot);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (!f)
 		return -ESTALE;
 	struct bc_scan s;
@@ -380,12 +449,12 @@ static int merge_file(struct out *o, const struct mfile *mf, bool older_outside)
 			uint32_t idx, size;
 			if (bc_scan_damaged_chunk(&s, &obj, &idx, &size)) {
 				struct bc_loc here = {mf->slot, (uint32_t)off, size};
-				pthread_rwlock_rdlock(&db->kd_lock);
+				bc_kd_lock_bg(db, false);
 				struct bc_object *ob = bc_objtab_find(db->objs, obj);
-				struct bc_chunk *c = ob ? bc_object_chunk(ob, idx) : NULL;
-				if (c && bc_loc_eq(&c->loc, &here))
+				struct bc_chunk *ch = ob ? bc_object_chunk(ob, idx) : NULL;
+				if (ch && bc_loc_eq(&ch->loc, &here))
 					o->stuck = true;
-				pthread_rwlock_unlock(&db->kd_lock);
+				bc_kd_unlock(db);
 			}
 			continue;
 		}
@@ -403,10 +472,17 @@ static int merge_file(struct out *o, const struct mfile *mf, bool older_outside)
 		} else {
 			in_batch = false;
 		}
-		rc = merge_record(o, &rec, mf->slot, off, older_outside, now_s);
-		if (rc)
-			break;
+		if (c->n == CHECK_STEP) {
+			rc = check_run(o, c, mf->slot, older_outside, now_s);
+			if (rc)
+				break;
+		}
+		check_add(c, &rec, off);
 	}
+	if (rc >= 0)
+		rc = check_run(o, c, mf->slot, older_outside, now_s);
+	c->n = 0;
+	c->used = 0;
 	bc_scan_release(&s);
 out:
 	bc_file_put(db, f);
@@ -479,12 +555,22 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 		return -ENOSPC;
 	}
 	struct out o = {.db = db, .next_id = run[n - 1].id + 1, .limit_id = limit_id};
+	struct check *c = calloc(1, sizeof(*c));
 	o.buf = malloc(OUT_BUF + BC_MAX_RECORD);
-	if (!o.buf)
+	if (c)
+		c->bytes = malloc(CHECK_STEP * BC_MAX_RECORD);
+	if (!o.buf || !c || !c->bytes) {
+		free(o.buf);
+		if (c)
+			free(c->bytes);
+		free(c);
 		return -ENOMEM;
+	}
 	int rc = 0;
 	for (size_t i = 0; i < n && !rc; i++)
-		rc = merge_file(&o, &run[i], older_outside);
+		rc = merge_file(&o, c, &run[i], older_outside);
+	free(c->bytes);
+	free(c);
 	if (!rc)
 		rc = out_finish_file(&o);
 	if (rc) {
@@ -510,11 +596,11 @@ static int merge_run(struct bc_db *db, struct mfile *run, size_t n, bool older_o
 		goto out;
 	}
 	/* Every live record of the run is in the outputs: retire and unlink the run. */
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_lock_bg(db, true);
 	for (size_t i = 0; i < n; i++)
 		if (db->files[run[i].slot] && db->files[run[i].slot]->id == run[i].id)
 			bc_files_retire(db, run[i].slot);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	for (size_t i = 0; i < n; i++) {
 		char name[BC_FILE_NAME_MAX];
 		bc_file_name(name, run[i].id, BC_HINT_SUFFIX);
@@ -570,7 +656,7 @@ int bc_merge_run(struct bc_db *db, bool full)
 
 	/* Snapshot the file table: every file but the active one, in id order. */
 	pthread_mutex_lock(&db->wlock);
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_lock_bg(db, false);
 	size_t n = 0;
 	struct mfile *all = calloc(db->nslots + 1, sizeof(*all));
 	uint64_t active_id = db->files[db->active]->id;
@@ -580,7 +666,7 @@ int bc_merge_run(struct bc_db *db, bool full)
 			continue;
 		all[n++] = (struct mfile){i, f->id, f->size, f->live, f->damaged};
 	}
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	pthread_mutex_unlock(&db->wlock);
 	int rc = all ? 0 : -ENOMEM;
 	if (rc)

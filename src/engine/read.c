@@ -45,11 +45,11 @@ int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, s
 	       struct bc_file **f)
 {
 	*f = NULL;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, v);
 	if (found)
 		*f = bc_file_get(db, v->loc.file);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (!found || !*f || bc_expired(v->expire_s, bc_now_ns() / 1000000000u)) {
 		bc_file_put(db, *f);
 		*f = NULL;
@@ -65,9 +65,9 @@ static int lookup(struct bc_db *db, unsigned space, const void *key, size_t klen
 		return -EINVAL;
 	if (klen > BC_MAX_KEY)
 		return -ENAMETOOLONG;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, v);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (!found || bc_expired(v->expire_s, bc_now_ns() / 1000000000u))
 		return -ENOENT;
 	return 0;
@@ -109,7 +109,7 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 		      uint32_t off, uint32_t len, uint8_t *dst, uint8_t **tmp, uint64_t *want)
 {
 	struct bc_kval v;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
 	struct bc_chunk c = {0};
 	struct bc_file *f = NULL;
@@ -125,7 +125,7 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 		}
 		id = v.obj->id;
 	}
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	int rc = 0;
 	if (!found || !(v.flags & BC_KV_OBJECT))
 		rc = -ENOENT;
@@ -199,10 +199,10 @@ int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint
 	uint64_t object = 0;
 	for (int restarts = 0; done < len;) {
 		/* The size may change between chunks; take it fresh each time. */
-		pthread_rwlock_rdlock(&db->kd_lock);
+		bc_kd_rdlock(db);
 		bool found = bc_keydir_get(db->kd, space, key, klen, &v);
 		uint64_t size = found && (v.flags & BC_KV_OBJECT) ? v.obj->size : 0;
-		pthread_rwlock_unlock(&db->kd_lock);
+		bc_kd_unlock(db);
 		uint64_t pos = off + done;
 		if (!found || pos >= size)
 			break;
@@ -264,12 +264,12 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 			*vlen = rec.vlen;
 			return 0;
 		}
-		pthread_rwlock_rdlock(&db->kd_lock);
+		bc_kd_rdlock(db);
 		uint64_t size =
 			bc_keydir_get(db->kd, space, key, klen, &v) && (v.flags & BC_KV_OBJECT)
 			? v.obj->size
 			: 0;
-		pthread_rwlock_unlock(&db->kd_lock);
+		bc_kd_unlock(db);
 		if ((max_len && size > max_len) || size > SIZE_MAX - 1)
 			return -EFBIG;
 		uint8_t *b = malloc(size ? size : 1);
@@ -299,12 +299,12 @@ int bc_stat(struct bc_db *db, unsigned space, const void *key, size_t klen, stru
 	int rc = lookup(db, space, key, klen, &v); /* argument checks */
 	if (rc)
 		return rc;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
 	if (found && (v.flags & BC_KV_OBJECT))
 		st->size = v.obj->size;
 	struct bc_file *f = found ? bc_file_get(db, v.loc.file) : NULL;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (!f)
 		return -ENOENT;
 	/* The header alone: times without reading the value. */
@@ -496,9 +496,9 @@ static int refill(struct bc_iter *it)
 	const void *start = it->started ? it->last : it->prefix;
 	size_t slen = it->started ? it->llen : it->plen;
 	bool excl = it->started && it->exclusive;
-	pthread_rwlock_rdlock(&it->db->kd_lock);
+	bc_kd_rdlock(it->db);
 	int rc = bc_keydir_scan(it->db->kd, it->space, start, slen, excl, collect, it);
-	pthread_rwlock_unlock(&it->db->kd_lock);
+	bc_kd_unlock(it->db);
 	if (rc < 0)
 		return rc;
 	if (rc == 0)

@@ -20,14 +20,14 @@ int bc_stats_get(struct bc_db *db, struct bc_stats *st)
 	memset(st, 0, sizeof(*st));
 	if (!db)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	size_t n = 0;
 	for (uint32_t i = 0; i < db->nslots; i++)
 		if (db->files[i])
 			n++;
 	st->files = calloc(n ? n : 1, sizeof(*st->files));
 	if (!st->files) {
-		pthread_rwlock_unlock(&db->kd_lock);
+		bc_kd_unlock(db);
 		return -ENOMEM;
 	}
 	for (uint32_t i = 0; i < db->nslots; i++) {
@@ -46,7 +46,7 @@ int bc_stats_get(struct bc_db *db, struct bc_stats *st)
 	st->keys = bc_keydir_count(db->kd);
 	st->objects = bc_objtab_count(db->objs);
 	st->keydir_bytes = bc_keydir_memory(db->kd) + bc_objtab_memory(db->objs);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 
 	/* Sort files by id for readers of the stats. */
 	for (size_t i = 1; i < st->nfiles; i++)
@@ -149,7 +149,7 @@ int bc_snapshot(struct bc_db *db, const char *dest)
 	bool *hints = NULL;
 	size_t n = 0;
 	if (!rc) {
-		pthread_rwlock_rdlock(&db->kd_lock);
+		bc_kd_rdlock(db);
 		ids = calloc(db->nslots + 1, sizeof(*ids));
 		hints = calloc(db->nslots + 1, sizeof(*hints));
 		for (uint32_t i = 0; ids && hints && i < db->nslots; i++) {
@@ -158,7 +158,7 @@ int bc_snapshot(struct bc_db *db, const char *dest)
 			ids[n] = db->files[i]->id;
 			hints[n++] = db->files[i]->has_hint;
 		}
-		pthread_rwlock_unlock(&db->kd_lock);
+		bc_kd_unlock(db);
 		if (!ids || !hints)
 			rc = -ENOMEM;
 	}

@@ -144,7 +144,7 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 	if (rc)
 		return rc;
 	struct bc_dropped dropped = {0};
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_wrlock(db);
 	db->files[slot]->size = base + w->len;
 	for (size_t i = 0; i < w->n && !rc; i++) {
 		bc_effect *e = &w->v[i].e;
@@ -153,7 +153,7 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 		rc = bc_apply(db, slot, e, &dropped);
 	}
 	bc_objects_release(db, &dropped);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	/* The hint writer may write to its file: keep that out of the keydir lock. */
 	for (size_t i = 0; i < w->n && !rc && db->active_hint; i++) {
 		if (bc_hint_writer_add(db->active_hint, &w->v[i].e)) {
@@ -337,12 +337,12 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 {
 	memset(buf, 0, BC_CHUNK_SIZE);
 	*dlen = 0;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	struct bc_chunk *c = bc_object_chunk(obj, idx);
 	struct bc_chunk cc = c ? *c : (struct bc_chunk){0};
 	struct bc_file *f = c ? bc_file_get(db, cc.loc.file) : NULL;
 	bool lost = !c && bc_object_suspect(db, obj);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (lost)
 		return -EBADMSG;
 	if (!f)
@@ -363,20 +363,20 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 
 static uint64_t new_object(struct bc_db *db)
 {
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_wrlock(db);
 	uint64_t id = db->next_object++;
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	return id;
 }
 
 /* Forget a fresh object whose LINK was never written (wlock held). */
 static void object_abandon(struct bc_db *db, uint64_t id)
 {
-	pthread_rwlock_wrlock(&db->kd_lock);
+	bc_kd_wrlock(db);
 	struct bc_object *o = bc_objtab_find(db->objs, id);
 	if (o && !o->links)
 		bc_object_drop(db, o);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 }
 
 /* Write data as chunks first..first+n of a fresh object, in appends of bounded size. */
@@ -474,9 +474,9 @@ int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen)
 	uint64_t mark = 0;
 	pthread_mutex_lock(&db->wlock);
 	struct bc_kval v;
-	pthread_rwlock_rdlock(&db->kd_lock);
+	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
-	pthread_rwlock_unlock(&db->kd_lock);
+	bc_kd_unlock(db);
 	if (!found || bc_expired(v.expire_s, bc_now_ns() / 1000000000u)) {
 		rc = -ENOENT;
 	} else {

@@ -151,7 +151,7 @@ START_TEST(rejects_bad_arguments)
 	ck_assert_int_eq(bc_keydir_put(kd, 0, big, BC_MAX_KEY + 1, &v, NULL, NULL), -EINVAL);
 	ck_assert(!bc_keydir_get(kd, 256, "a", 1, NULL));
 	ck_assert(!bc_keydir_remove(kd, 256, "a", 1, NULL));
-	ck_assert_int_eq(bc_keydir_cas(kd, 256, "a", 1, &v.loc, &v, &sw), -EINVAL);
+	ck_assert_int_eq(bc_keydir_move(kd, 256, "a", 1, &v.loc, &v.loc, &sw), -EINVAL);
 	ck_assert(!sw);
 	ck_assert_uint_eq(bc_keydir_count(kd), 0);
 	bc_keydir_free(kd);
@@ -448,9 +448,9 @@ START_TEST(scan_start_exclusive_stop)
 }
 END_TEST
 
-/* ---- compare-and-swap ---- */
+/* ---- move (compare-and-swap of the location) ---- */
 
-START_TEST(cas_replaces_only_on_match)
+START_TEST(move_only_on_match)
 {
 	struct bc_keydir *kd = scan_fixture();
 	uint8_t k[16];
@@ -460,30 +460,29 @@ START_TEST(cas_replaces_only_on_match)
 	bool sw;
 
 	ck_assert(bc_keydir_get(kd, 5, k, n, &cur));
-	ck_assert_int_eq(bc_keydir_cas(kd, 5, k, n, &wrong, &nv, &sw), 0);
+	ck_assert_int_eq(bc_keydir_move(kd, 5, k, n, &wrong, &nv.loc, &sw), 0);
 	ck_assert(!sw);
 	ck_assert(bc_keydir_get(kd, 5, k, n, &got));
 	ck_assert(kval_eq(&got, &cur));
-	ck_assert_int_eq(bc_keydir_cas(kd, 5, k, n, &cur.loc, &nv, &sw), 0);
+	ck_assert_int_eq(bc_keydir_move(kd, 5, k, n, &cur.loc, &nv.loc, &sw), 0);
 	ck_assert(sw);
 	ck_assert(bc_keydir_get(kd, 5, k, n, &got));
-	ck_assert(kval_eq(&got, &nv));
-	ck_assert_int_eq(bc_keydir_cas(kd, 5, k, n, &cur.loc, &cur, &sw), 0);
+	struct bc_kval want = cur;
+	want.loc = nv.loc;
+	ck_assert(kval_eq(&got, &want)); /* only the location moves */
+	ck_assert_int_eq(bc_keydir_move(kd, 5, k, n, &cur.loc, &cur.loc, &sw), 0);
 	ck_assert(!sw);
 	n = numkey(k, "k", 101);
-	ck_assert_int_eq(bc_keydir_cas(kd, 5, k, n, &cur.loc, &nv, &sw), 0);
+	ck_assert_int_eq(bc_keydir_move(kd, 5, k, n, &cur.loc, &nv.loc, &sw), 0);
 	ck_assert(!sw);
 	ck_assert_uint_eq(bc_keydir_count(kd), 1003);
 
-	/* growing every value in place forces leaves to split under cas */
+	/* growing every location in place forces leaves to split under move */
 	for (uint32_t i = 0; i < 2000; i += 2) {
 		n = numkey(k, "k", i);
 		ck_assert(bc_keydir_get(kd, 5, k, n, &cur));
-		struct bc_kval big = {.loc = {20000 + i, i, 1u << 30},
-				      .expire_s = i + 1,
-				      .mlen = 60000,
-				      .flags = 0x80};
-		ck_assert_int_eq(bc_keydir_cas(kd, 5, k, n, &cur.loc, &big, &sw), 0);
+		struct bc_loc big = {20000 + i, i, 1u << 30};
+		ck_assert_int_eq(bc_keydir_move(kd, 5, k, n, &cur.loc, &big, &sw), 0);
 		ck_assert(sw);
 	}
 	CHECK_TREE(kd);
@@ -491,7 +490,8 @@ START_TEST(cas_replaces_only_on_match)
 		n = numkey(k, "k", i);
 		ck_assert(bc_keydir_get(kd, 5, k, n, &got));
 		ck_assert_uint_eq(got.loc.file, 20000 + i);
-		ck_assert_uint_eq(got.expire_s, i + 1);
+		ck_assert_uint_eq(got.loc.offset, i);
+		ck_assert_uint_eq(got.loc.size, 1u << 30);
 	}
 	bc_keydir_free(kd);
 }
@@ -633,8 +633,8 @@ START_TEST(enomem_leaves_tree_unchanged)
 }
 END_TEST
 
-/* A cas that has to split a full leaf and cannot get a node changes nothing. */
-START_TEST(cas_enomem_changes_nothing)
+/* A move that has to split a full leaf and cannot get a node changes nothing. */
+START_TEST(move_enomem_changes_nothing)
 {
 	struct bc_keydir *kd = kd_new();
 	uint8_t k[16];
@@ -650,10 +650,10 @@ START_TEST(cas_enomem_changes_nothing)
 	for (uint32_t i = 0; i < 20000; i += 97) {
 		size_t kl = numkey(k, "c", i);
 		struct bc_kval cur, got;
-		struct bc_kval big = {.loc = {70000, i, 1u << 20}, .expire_s = 9, .mlen = 300};
+		struct bc_loc big = {UINT32_MAX, i, UINT32_MAX};
 		ck_assert(bc_keydir_get(kd, 0, k, kl, &cur));
 		bc_keydir_fail_alloc(kd, 1);
-		int rc = bc_keydir_cas(kd, 0, k, kl, &cur.loc, &big, &sw);
+		int rc = bc_keydir_move(kd, 0, k, kl, &cur.loc, &big, &sw);
 		bc_keydir_fail_alloc(kd, 0);
 		if (rc) {
 			ck_assert_int_eq(rc, -ENOMEM);
@@ -662,11 +662,11 @@ START_TEST(cas_enomem_changes_nothing)
 			ck_assert(kval_eq(&got, &cur));
 			CHECK_TREE(kd);
 			enomem++;
-			ck_assert_int_eq(bc_keydir_cas(kd, 0, k, kl, &cur.loc, &big, &sw), 0);
+			ck_assert_int_eq(bc_keydir_move(kd, 0, k, kl, &cur.loc, &big, &sw), 0);
 		}
 		ck_assert(sw);
 		ck_assert(bc_keydir_get(kd, 0, k, kl, &got));
-		ck_assert(kval_eq(&got, &big));
+		ck_assert(bc_loc_eq(&got.loc, &big));
 	}
 	CHECK_TREE(kd);
 	ck_assert_uint_gt(enomem, 0);
@@ -877,11 +877,12 @@ static void random_ops(uint64_t seed, size_t universe, size_t ops)
 			if (tu_below(&rng, 4) == 0)
 				expect.offset ^= 1;
 			ck_assert_int_eq(
-				bc_keydir_cas(kd, k->space, k->k, k->len, &expect, &v, &sw), 0);
+				bc_keydir_move(kd, k->space, k->k, k->len, &expect, &v.loc, &sw),
+				0);
 			bool want = m.in[i] && bc_loc_eq(&expect, &m.val[i].loc);
 			ck_assert(sw == want);
 			if (sw)
-				m.val[i] = v;
+				m.val[i].loc = v.loc;
 		} else if (what < 95) {
 			struct bc_kval got;
 			bool found = bc_keydir_get(kd, k->space, k->k, k->len, &got);
@@ -1369,14 +1370,14 @@ static Suite *keydir_suite(void)
 	tcase_add_test(tc, orders_spaces_prefixes_and_bytes);
 	tcase_add_test(tc, long_keys_share_separators);
 	tcase_add_test(tc, scan_start_exclusive_stop);
-	tcase_add_test(tc, cas_replaces_only_on_match);
+	tcase_add_test(tc, move_only_on_match);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("shapes");
 	tcase_add_test(tc, sequential_loads_and_drains);
 	tcase_add_test(tc, middle_runs);
 	tcase_add_test(tc, enomem_leaves_tree_unchanged);
-	tcase_add_test(tc, cas_enomem_changes_nothing);
+	tcase_add_test(tc, move_enomem_changes_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("model");
