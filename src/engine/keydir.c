@@ -503,6 +503,17 @@ static struct node *pool_take(struct bc_keydir *kd)
 	return nd;
 }
 
+/* Make r (built over the old root and its new sibling) the root, one level higher. */
+static void raise_root(struct bc_keydir *kd, struct node *r)
+{
+	kd->root = r;
+	kd->height++;
+	if (kd->height > MAX_HEIGHT) {
+		fprintf(stderr, "bc_keydir: tree too tall\n");
+		abort();
+	}
+}
+
 static void node_free(struct bc_keydir *kd, struct node *nd)
 {
 	if (kd->hint == nd)
@@ -1155,12 +1166,7 @@ static void grow(struct bc_keydir *kd, struct path *pa, unsigned lvl, int cur, i
 		if (isroot) {
 			struct node *r = pool_take(kd);
 			node_build(r, lvl + 1, 0, b->ov, b->nov);
-			kd->root = r;
-			kd->height++;
-			if (kd->height > MAX_HEIGHT) {
-				fprintf(stderr, "bc_keydir: tree too tall\n");
-				abort();
-			}
+			raise_root(kd, r);
 			return;
 		}
 		if (list_bytes(b->ov, b->nov, false) <= CAP) {
@@ -1410,12 +1416,7 @@ static void append_split(struct bc_keydir *kd, const uint8_t *cell, size_t len)
 			node_init(r, lvl + 1);
 			r->link = x;
 			node_insert(r, 0, sep, pl);
-			kd->root = r;
-			kd->height++;
-			if (kd->height > MAX_HEIGHT) {
-				fprintf(stderr, "bc_keydir: tree too tall\n");
-				abort();
-			}
+			raise_root(kd, r);
 			return;
 		}
 		struct node *p = pa->node[lvl + 1];
