@@ -86,6 +86,11 @@ struct bc_options {
 	uint64_t merge_small_file; /* files smaller than this are merged together when
 				      there are at least two; default 8 MiB */
 
+	/* Reads copy from a shared read-only mapping of each data file (no system call per
+	 * read). Set this to read with pread instead, where a failing disk should give EIO
+	 * and not SIGBUS (see docs/DESIGN.md, "Reading and concurrency"). */
+	bool mmap_disable;
+
 	bc_log_fn log; /* NULL: errors and warnings go to stderr */
 	void *log_ctx;
 };

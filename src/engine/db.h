@@ -37,6 +37,10 @@ struct bc_file {
 	bool damaged; /* holds damage that may have been a chunk (recover.c): merge keeps it,
 			 and the file after it, whose header bounds the objects at risk */
 	atomic_uint refs; /* the table's own reference plus readers in flight */
+	/* A read-only shared mapping of [0, map_len) (NULL: none); reads inside it copy from
+	 * it instead of calling pread. Set before the file is shared, never changed. */
+	const uint8_t *map;
+	uint64_t map_len;
 };
 
 /* A record's effect: what replay, hints and the write path apply to the keydir. */
@@ -65,9 +69,14 @@ struct bc_db {
 	/* Group commit (sync_mu). */
 	pthread_mutex_t sync_mu;
 	pthread_cond_t sync_cv;
+	pthread_cond_t lead_cv; /* a leader waiting for its group to gather (CLOCK_MONOTONIC) */
 	uint64_t appended; /* total bytes appended since open, all files */
 	uint64_t synced; /* appended bytes known durable */
 	bool syncing;
+	uint64_t arrived; /* writers that have entered bc_commit_wait since open */
+	uint64_t arrived_synced; /* arrived when the last sync started: all covered by it */
+	uint64_t last_group; /* writers the last sync covered */
+	uint64_t last_sync_ns; /* how long the last fdatasync took */
 	atomic_bool dir_dirty; /* a file was created and the directory not yet fsynced */
 
 	/* Background thread: interval sync and automatic merge. */
@@ -105,6 +114,14 @@ bool bc_expired(uint32_t expire_s, uint64_t now_s);
 
 void bc_file_name(char out[BC_FILE_NAME_MAX], uint64_t id, const char *suffix);
 
+/*
+ * Map f for reading (unless mmap_disable is set, the io layer cannot, or the mapping
+ * fails, which leaves reads to pread): len bytes, which may run past the end of a file
+ * still being appended to; only bytes below its size are ever read.
+ */
+void bc_file_map(struct bc_db *db, struct bc_file *f, uint64_t len);
+/* Unmap, close and free a file no one else references. */
+void bc_file_free(struct bc_db *db, struct bc_file *f);
 /* Add a file to the table (kd_lock held for writing); returns its slot or -ENOMEM. */
 int bc_files_add(struct bc_db *db, struct bc_file *f);
 /* Drop a reference taken under kd_lock; closes and frees a retired file at zero. */

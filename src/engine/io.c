@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 static int p_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
@@ -112,6 +113,19 @@ static int p_listdir(void *ctx, int dirfd, int (*fn)(void *arg, const char *name
 	return rc;
 }
 
+static void *p_map(void *ctx, int fd, size_t len)
+{
+	(void)ctx;
+	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+static void p_unmap(void *ctx, void *addr, size_t len)
+{
+	(void)ctx;
+	munmap(addr, len);
+}
+
 const struct bc_io bc_io_posix = {
 	.openat = p_openat,
 	.close = p_close,
@@ -125,7 +139,22 @@ const struct bc_io bc_io_posix = {
 	.unlinkat = p_unlinkat,
 	.linkat = p_linkat,
 	.listdir = p_listdir,
+	.map = p_map,
+	.unmap = p_unmap,
 };
+
+const uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len)
+{
+	if (!io->map || !len || len > SIZE_MAX)
+		return NULL;
+	return io->map(io->ctx, fd, (size_t)len);
+}
+
+void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len)
+{
+	if (addr)
+		io->unmap(io->ctx, (void *)(uintptr_t)addr, (size_t)len);
+}
 
 int bc_io_openat(const struct bc_io *io, int dirfd, const char *name, int flags, mode_t mode)
 {

@@ -31,6 +31,10 @@ struct bc_io {
 	/* Call fn for each name in the directory (not . and ..); stop early when it returns
 	 * nonzero and return that value. */
 	int (*listdir)(void *ctx, int dirfd, int (*fn)(void *arg, const char *name), void *arg);
+	/* Map [0, len) of fd read-only and shared, or return NULL. Optional: a layer
+	 * without it (the test layers) has every read go through preadv. */
+	void *(*map)(void *ctx, int fd, size_t len);
+	void (*unmap)(void *ctx, void *addr, size_t len);
 };
 
 /* The real system calls. */
@@ -53,6 +57,9 @@ int bc_io_fsize(const struct bc_io *io, int fd, uint64_t *size);
 int bc_io_renameat(const struct bc_io *io, int dirfd, const char *from, const char *to);
 int bc_io_unlinkat(const struct bc_io *io, int dirfd, const char *name);
 int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir, const char *to);
+/* The io layer's map, or NULL when it has none or the mapping fails. */
+const uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len);
+void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len);
 int bc_io_listdir(const struct bc_io *io, int dirfd, int (*fn)(void *arg, const char *name),
 		  void *arg);
 

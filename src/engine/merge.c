@@ -115,8 +115,7 @@ static int out_open(struct out *o)
 	int slot = bc_files_add(db, f);
 	bc_kd_unlock(db);
 	if (slot < 0) {
-		bc_io_close(db->io, f->fd);
-		free(f);
+		bc_file_free(db, f);
 		return slot;
 	}
 	o->f = f;

@@ -19,11 +19,28 @@
 /* A value replaced while it is read is read again, this many times at most. */
 #define REREADS 1000
 
+/*
+ * Reads of at most this many bytes copy from the file's mapping. Larger ones (chunks of
+ * big values) use pread: its system call is small beside the copy, and each mapped page
+ * read stays in the reader's RSS until the file is unmapped, so streaming a big value
+ * through the mapping would swell RSS by the value's size.
+ */
+#define MAP_READ_MAX 16384
+
+/* Copy len bytes at off of f: from its mapping when they lie inside it, else with pread. */
+static int file_read(struct bc_db *db, struct bc_file *f, void *buf, size_t len, uint64_t off)
+{
+	if (len <= MAP_READ_MAX && off + len <= f->map_len) {
+		memcpy(buf, f->map + off, len);
+		return 0;
+	}
+	int rc = bc_io_pread_full(db->io, f->fd, buf, len, off);
+	return rc == -ENODATA ? -EBADMSG : rc;
+}
+
 int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf)
 {
-	int rc = bc_io_pread_full(db->io, f->fd, buf, loc->size, loc->offset);
-	if (rc == -ENODATA)
-		rc = -EBADMSG;
+	int rc = file_read(db, f, buf, loc->size, loc->offset);
 	if (!rc) {
 		struct bc_record rec;
 		size_t used;
@@ -41,14 +58,29 @@ int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc
 	return rc;
 }
 
-int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v,
-	       struct bc_file **f)
+static int check_key(struct bc_db *db, unsigned space, const void *key, size_t klen)
+{
+	if (!db || space > 255 || !klen || !key)
+		return -EINVAL;
+	return klen > BC_MAX_KEY ? -ENAMETOOLONG : 0;
+}
+
+/*
+ * Look up a live key and, in the same critical section, pin its record's file (*f) and
+ * copy an object's size (*size, 0 for a plain value). -ENOENT if absent or expired.
+ */
+static int pin(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v,
+	       struct bc_file **f, uint64_t *size)
 {
 	*f = NULL;
+	*size = 0;
 	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, v);
-	if (found)
+	if (found) {
 		*f = bc_file_get(db, v->loc.file);
+		if (v->flags & BC_KV_OBJECT)
+			*size = v->obj->size;
+	}
 	bc_kd_unlock(db);
 	if (!found || !*f || bc_expired(v->expire_s, bc_now_ns() / 1000000000u)) {
 		bc_file_put(db, *f);
@@ -58,36 +90,19 @@ int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, s
 	return 0;
 }
 
-/* Look up a live (not expired) key; copies its value. */
-static int lookup(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v)
+int bc_pin_key(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_kval *v,
+	       struct bc_file **f)
 {
-	if (!db || space > 255 || !klen || (!key && klen))
-		return -EINVAL;
-	if (klen > BC_MAX_KEY)
-		return -ENAMETOOLONG;
-	bc_kd_rdlock(db);
-	bool found = bc_keydir_get(db->kd, space, key, klen, v);
-	bc_kd_unlock(db);
-	if (!found || bc_expired(v->expire_s, bc_now_ns() / 1000000000u))
-		return -ENOENT;
-	return 0;
+	uint64_t size;
+	return pin(db, space, key, klen, v, f, &size);
 }
 
-/* Read a key's own record (PUT or LINK); *buf owns it. */
-static int key_record(struct bc_db *db, unsigned space, const void *key, size_t klen,
-		      struct bc_kval *v, uint8_t **buf, struct bc_record *rec)
+/* Read the record at v->loc in the pinned file f and unpin it; *buf owns the record. */
+static int read_pinned(struct bc_db *db, struct bc_file *f, const struct bc_kval *v, uint8_t **buf,
+		       struct bc_record *rec)
 {
-	*buf = NULL;
-	if (!db || space > 255 || !klen || !key)
-		return -EINVAL;
-	if (klen > BC_MAX_KEY)
-		return -ENAMETOOLONG;
-	struct bc_file *f;
-	int rc = bc_pin_key(db, space, key, klen, v, &f);
-	if (rc)
-		return rc;
 	uint8_t *b = malloc(v->loc.size);
-	rc = b ? bc_read_record(db, f, &v->loc, b) : -ENOMEM;
+	int rc = b ? bc_read_record(db, f, &v->loc, b) : -ENOMEM;
 	bc_file_put(db, f);
 	if (rc) {
 		free(b);
@@ -97,6 +112,19 @@ static int key_record(struct bc_db *db, unsigned space, const void *key, size_t 
 	bc_record_decode(b, v->loc.size, rec, &used);
 	*buf = b;
 	return 0;
+}
+
+/* Read a key's own record (PUT or LINK); *buf owns it. */
+static int key_record(struct bc_db *db, unsigned space, const void *key, size_t klen,
+		      struct bc_kval *v, uint8_t **buf, struct bc_record *rec)
+{
+	*buf = NULL;
+	int rc = check_key(db, space, key, klen);
+	if (rc)
+		return rc;
+	struct bc_file *f;
+	rc = bc_pin_key(db, space, key, klen, v, &f);
+	return rc ? rc : read_pinned(db, f, v, buf, rec);
 }
 
 /*
@@ -171,28 +199,31 @@ int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint
 	*got = 0;
 	if (!buf && len)
 		return -EINVAL;
+	int rc = check_key(db, space, key, klen);
+	if (rc)
+		return rc;
 	struct bc_kval v;
-	int rc = lookup(db, space, key, klen, &v);
+	struct bc_file *f;
+	uint64_t size;
+	rc = pin(db, space, key, klen, &v, &f, &size);
 	if (rc)
 		return rc;
 	atomic_fetch_add(&db->n_get, 1);
 	if (!(v.flags & BC_KV_OBJECT)) {
 		uint8_t *rb;
 		struct bc_record rec;
-		rc = key_record(db, space, key, klen, &v, &rb, &rec);
+		rc = read_pinned(db, f, &v, &rb, &rec);
 		if (rc)
 			return rc;
-		if (rec.type == BC_REC_PUT) {
-			if (off < rec.vlen) {
-				size_t n = rec.vlen - off < len ? (size_t)(rec.vlen - off) : len;
-				memcpy(buf, rec.value + off, n);
-				*got = n;
-			}
-			free(rb);
-			return 0;
+		if (off < rec.vlen) {
+			size_t n = rec.vlen - off < len ? (size_t)(rec.vlen - off) : len;
+			memcpy(buf, rec.value + off, n);
+			*got = n;
 		}
-		free(rb); /* became an object meanwhile: read it as one */
+		free(rb);
+		return 0;
 	}
+	bc_file_put(db, f);
 	uint8_t *tmp = NULL;
 	uint8_t *dst = buf;
 	size_t done = 0;
@@ -201,7 +232,7 @@ int bc_read(struct bc_db *db, unsigned space, const void *key, size_t klen, uint
 		/* The size may change between chunks; take it fresh each time. */
 		bc_kd_rdlock(db);
 		bool found = bc_keydir_get(db->kd, space, key, klen, &v);
-		uint64_t size = found && (v.flags & BC_KV_OBJECT) ? v.obj->size : 0;
+		size = found && (v.flags & BC_KV_OBJECT) ? v.obj->size : 0;
 		bc_kd_unlock(db);
 		uint64_t pos = off + done;
 		if (!found || pos >= size)
@@ -238,21 +269,22 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 {
 	*val = NULL;
 	*vlen = 0;
+	int rc = check_key(db, space, key, klen);
+	if (rc)
+		return rc;
 	for (int tries = 0; tries < REREADS; tries++) {
 		struct bc_kval v;
-		int rc = lookup(db, space, key, klen, &v);
+		struct bc_file *f;
+		uint64_t size;
+		rc = pin(db, space, key, klen, &v, &f, &size);
 		if (rc)
 			return rc;
 		if (!(v.flags & BC_KV_OBJECT)) {
 			uint8_t *rb;
 			struct bc_record rec;
-			rc = key_record(db, space, key, klen, &v, &rb, &rec);
+			rc = read_pinned(db, f, &v, &rb, &rec);
 			if (rc)
 				return rc;
-			if (rec.type != BC_REC_PUT) {
-				free(rb);
-				continue;
-			}
 			atomic_fetch_add(&db->n_get, 1);
 			if (max_len && rec.vlen > max_len) {
 				free(rb);
@@ -264,12 +296,7 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 			*vlen = rec.vlen;
 			return 0;
 		}
-		bc_kd_rdlock(db);
-		uint64_t size =
-			bc_keydir_get(db->kd, space, key, klen, &v) && (v.flags & BC_KV_OBJECT)
-			? v.obj->size
-			: 0;
-		bc_kd_unlock(db);
+		bc_file_put(db, f);
 		if ((max_len && size > max_len) || size > SIZE_MAX - 1)
 			return -EFBIG;
 		uint8_t *b = malloc(size ? size : 1);
@@ -295,25 +322,23 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 int bc_stat(struct bc_db *db, unsigned space, const void *key, size_t klen, struct bc_stat *st)
 {
 	memset(st, 0, sizeof(*st));
-	struct bc_kval v;
-	int rc = lookup(db, space, key, klen, &v); /* argument checks */
+	int rc = check_key(db, space, key, klen);
 	if (rc)
 		return rc;
-	bc_kd_rdlock(db);
-	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
-	if (found && (v.flags & BC_KV_OBJECT))
-		st->size = v.obj->size;
-	struct bc_file *f = found ? bc_file_get(db, v.loc.file) : NULL;
-	bc_kd_unlock(db);
-	if (!f)
-		return -ENOENT;
+	struct bc_kval v;
+	struct bc_file *f;
+	uint64_t size;
+	rc = pin(db, space, key, klen, &v, &f, &size);
+	if (rc)
+		return rc;
+	st->size = size;
 	/* The header alone: times without reading the value. */
 	uint8_t hdr[BC_REC_HEADER_SIZE];
 	uint32_t total;
-	rc = bc_io_pread_full(db->io, f->fd, hdr, sizeof(hdr), v.loc.offset);
+	rc = file_read(db, f, hdr, sizeof(hdr), v.loc.offset);
 	bc_file_put(db, f);
 	if (rc)
-		return rc == -ENODATA ? -EBADMSG : rc;
+		return rc;
 	if (bc_record_check_header(hdr, &total) || total != v.loc.size ||
 	    bc_le16(hdr + BC_RH_KLEN) != klen)
 		return -EBADMSG;

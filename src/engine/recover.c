@@ -573,6 +573,21 @@ out_close:
 	return rc;
 }
 
+/* Map every file loaded; the newest, if appends are to continue in it, up to the size at
+ * which it rotates. */
+static void map_files(struct bc_db *db)
+{
+	for (uint32_t i = 0; i < db->nslots; i++) {
+		struct bc_file *f = db->files[i];
+		if (!f)
+			continue;
+		uint64_t len = f->size;
+		if (i == db->active && !db->opt.read_only && len < db->opt.max_file_size)
+			len = db->opt.max_file_size;
+		bc_file_map(db, f, len);
+	}
+}
+
 int bc_recover(struct bc_db *db)
 {
 	struct bc_found fd;
@@ -601,6 +616,7 @@ int bc_recover(struct bc_db *db)
 	if (rc)
 		goto out;
 	bc_apply_sweep(db);
+	map_files(db);
 	if (db->opt.read_only)
 		goto out;
 
@@ -624,8 +640,7 @@ int bc_recover(struct bc_db *db)
 		goto out;
 	rc = bc_files_add(db, f);
 	if (rc < 0) {
-		bc_io_close(db->io, f->fd);
-		free(f);
+		bc_file_free(db, f);
 		goto out;
 	}
 	db->active = (uint32_t)rc;

@@ -509,6 +509,102 @@ START_TEST(merge_reclaims)
 }
 END_TEST
 
+/*
+ * Reads copy small records from a mapping of the file and read big ones (and anything past
+ * the mapping's end) with pread; mmap_disable reads everything with pread. Both must give
+ * the same bytes through rotation, overwrites, a merge and reopens, including records in
+ * the growing active file and a batch that runs past max_file_size (and so past the
+ * active file's mapping).
+ */
+#define MR_KEYS 120
+static uint8_t *mr_val[MR_KEYS];
+static size_t mr_len[MR_KEYS];
+
+static void mr_verify(void)
+{
+	char k[16];
+	for (int i = 0; i < MR_KEYS; i++) {
+		snprintf(k, sizeof(k), "m%03d", i);
+		if (!mr_val[i]) {
+			expect_s(k, NULL);
+			continue;
+		}
+		expect_bytes(k, mr_val[i], mr_len[i]);
+		struct bc_stat st;
+		ck_assert_int_eq(bc_stat(db, 0, k, strlen(k), &st), 0);
+		ck_assert_uint_eq(st.size, mr_len[i]);
+		uint8_t part[64];
+		size_t got, off = mr_len[i] / 2;
+		ck_assert_int_eq(bc_read(db, 0, k, strlen(k), off, part, sizeof(part), &got), 0);
+		ck_assert_uint_eq(got,
+				  mr_len[i] - off < sizeof(part) ? mr_len[i] - off : sizeof(part));
+		ck_assert(memcmp(part, mr_val[i] + off, got) == 0);
+	}
+}
+
+static void mr_put(struct tu_rng *r, int i)
+{
+	/* around the mapped-read bound (16 KiB records), small, and chunked */
+	static const size_t sizes[] = {1, 100, 4000, 16300, 16400, 20000, 70000};
+	char k[16];
+	snprintf(k, sizeof(k), "m%03d", i);
+	free(mr_val[i]);
+	mr_len[i] = sizes[tu_below(r, sizeof(sizes) / sizeof(sizes[0]))];
+	mr_val[i] = malloc(mr_len[i]);
+	ck_assert_ptr_nonnull(mr_val[i]);
+	tu_fill(r, mr_val[i], mr_len[i]);
+	ck_assert_int_eq(bc_put(db, 0, k, strlen(k), mr_val[i], mr_len[i]), 0);
+}
+
+START_TEST(mapped_and_unmapped_reads)
+{
+	struct tu_rng r = {tu_seed(0x6d6170) | 1};
+	struct bc_options o = opts();
+	o.max_file_size = 32 * 1024;
+	o.mmap_disable = _i;
+	reopen(&o);
+	for (int i = 0; i < MR_KEYS; i++)
+		mr_put(&r, i);
+	mr_verify();
+	/* A batch bigger than max_file_size: one record in a file of its own, past the end
+	 * of the mapping made when that file was created. */
+	struct bc_batch *b;
+	ck_assert_int_eq(bc_batch_new(&b), 0);
+	char k[16];
+	for (int i = 0; i < 8; i++) {
+		snprintf(k, sizeof(k), "m%03d", i);
+		free(mr_val[i]);
+		mr_len[i] = 6000;
+		mr_val[i] = malloc(mr_len[i]);
+		ck_assert_ptr_nonnull(mr_val[i]);
+		tu_fill(&r, mr_val[i], mr_len[i]);
+		ck_assert_int_eq(bc_batch_put(b, 0, k, strlen(k), mr_val[i], mr_len[i], NULL, 0, 0),
+				 0);
+	}
+	ck_assert_int_eq(bc_batch_commit(db, b), 0);
+	bc_batch_free(b);
+	mr_verify();
+	for (int i = 0; i < MR_KEYS; i += 3)
+		mr_put(&r, i);
+	for (int i = 1; i < MR_KEYS; i += 7) {
+		snprintf(k, sizeof(k), "m%03d", i);
+		ck_assert_int_eq(bc_delete(db, 0, k, strlen(k)), 0);
+		free(mr_val[i]);
+		mr_val[i] = NULL;
+	}
+	mr_verify();
+	ck_assert_int_eq(bc_merge(db, true), 0);
+	mr_verify();
+	reopen(&o);
+	mr_verify();
+	o.read_only = true;
+	reopen(&o);
+	mr_verify();
+	for (int i = 0; i < MR_KEYS; i++)
+		free(mr_val[i]);
+}
+END_TEST
+
 START_TEST(lock_and_read_only)
 {
 	struct bc_db *other;
@@ -679,6 +775,7 @@ static Suite *db_suite(void)
 	tcase_add_test(t, expiry);
 	tcase_add_test(t, ordered_iteration);
 	tcase_add_test(t, merge_reclaims);
+	tcase_add_loop_test(t, mapped_and_unmapped_reads, 0, 2);
 	tcase_add_test(t, lock_and_read_only);
 	tcase_add_test(t, torn_tail_is_cut);
 	tcase_add_test(t, damage_is_skipped_and_reported);
