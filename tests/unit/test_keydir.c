@@ -1180,6 +1180,17 @@ static void same_state(struct bc_db *a, struct bc_db *b)
 	ck_assert_uint_eq(c.n, bc_objtab_count(b->objs));
 }
 
+/* Finish and release b, check that bulk's keydir is sound and matches one's, free both. */
+static void finish_and_compare(struct bc_bulk *b, struct bc_db *one, struct bc_db *bulk)
+{
+	ck_assert_int_eq(bc_bulk_finish(b), 0);
+	bc_bulk_release(b);
+	CHECK_TREE(bulk->kd);
+	same_state(one, bulk);
+	fake_db_free(one);
+	fake_db_free(bulk);
+}
+
 /*
  * Random effects over a small universe (so keys repeat within a file): PUTs with and
  * without expiry, DELETEs, LINKs that move objects between keys (renames) and resize
@@ -1304,12 +1315,7 @@ START_TEST(bulk_sorts_every_key_shape)
 		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
 		off += bc_effect_record_size(&e);
 	}
-	ck_assert_int_eq(bc_bulk_finish(&b), 0);
-	bc_bulk_release(&b);
-	CHECK_TREE(bulk->kd);
-	same_state(one, bulk);
-	fake_db_free(one);
-	fake_db_free(bulk);
+	finish_and_compare(&b, one, bulk);
 	model_release(&m);
 }
 END_TEST
@@ -1348,12 +1354,7 @@ START_TEST(bulk_rebuckets_and_splits)
 		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
 		off += bc_effect_record_size(&e);
 	}
-	ck_assert_int_eq(bc_bulk_finish(&b), 0);
-	bc_bulk_release(&b);
-	CHECK_TREE(bulk->kd);
-	same_state(one, bulk);
-	fake_db_free(one);
-	fake_db_free(bulk);
+	finish_and_compare(&b, one, bulk);
 }
 END_TEST
 
