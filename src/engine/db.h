@@ -38,7 +38,8 @@ struct bc_file {
 			 and the file after it, whose header bounds the objects at risk */
 	atomic_uint refs; /* the table's own reference plus readers in flight */
 	/* A read-only shared mapping of [0, map_len) (NULL: none); reads inside it copy from
-	 * it instead of calling pread. Set before the file is shared, never changed. */
+	 * it instead of calling pread. Set before any reader can reach the file (at creation,
+	 * or at the end of recovery), never changed. */
 	const uint8_t *map;
 	uint64_t map_len;
 };

@@ -333,6 +333,16 @@ END_TEST
 
 /* ---- Writer and loader ---- */
 
+/* What loading the small hint must give: its coverage and every entry, in order. */
+static void expect_small(struct collect *c, uint64_t covered)
+{
+	CHECK(covered == SMALL_COVERED);
+	CHECK(c->n == NSMALL);
+	for (int i = 0; i < NSMALL; i++)
+		assert_entry_eq(&c->e[i], &small[i]);
+	collect_release(c);
+}
+
 START_TEST(small_round_trip)
 {
 	struct collect c = {0};
@@ -344,21 +354,13 @@ START_TEST(small_round_trip)
 	CHECK(!exists(NAME ".tmp"));
 	CHECK(bc_hint_load(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
 			   &covered) == 0);
-	CHECK(covered == SMALL_COVERED);
-	CHECK(c.n == NSMALL);
-	for (int i = 0; i < NSMALL; i++)
-		assert_entry_eq(&c.e[i], &small[i]);
-	collect_release(&c);
+	expect_small(&c, covered);
 
 	/* In one pass: the same entries. */
 	covered = 0;
 	CHECK(bc_hint_stream(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
 			     &covered) == 0);
-	CHECK(covered == SMALL_COVERED);
-	CHECK(c.n == NSMALL);
-	for (int i = 0; i < NSMALL; i++)
-		assert_entry_eq(&c.e[i], &small[i]);
-	collect_release(&c);
+	expect_small(&c, covered);
 	CHECK(bc_hint_stream(&bc_io_posix, dirfd_, NAME, FILE_ID, SMALL_COVERED - 1, collect_fn, &c,
 			     NULL) == -EBADMSG);
 	collect_release(&c);
