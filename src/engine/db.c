@@ -249,9 +249,55 @@ static int hint_finish_active(struct bc_db *db)
 	return rc;
 }
 
+/*
+ * With syncing on, the active file is kept zero-filled a little ahead of its appends. An
+ * fdatasync after an append that grew the file must also commit the new size through the
+ * filesystem's journal; after one that wrote over bytes already in the file it need not
+ * (ext4 on this project's machines: 195-205 us per 130-byte append and fdatasync, 130-150
+ * us into zeros written and synced before). Writing the zeros, rather than fallocate, also
+ * spares the first write to each block converting an unwritten extent, which costs as
+ * much. Recovery takes zero bytes where a record should start, running to the end of a
+ * file, as the end of its records (docs/FORMAT.md "Recovery"), and every file is cut back
+ * to its records when it stops being the active one. Failing to write zeros costs only
+ * speed, so it stops being tried until the next file.
+ */
+#define FILL_STEP (UINT64_C(1) << 20)
+
+static void fill_ahead(struct bc_db *db, struct bc_file *f, uint64_t end)
+{
+	static const uint8_t zeros[64 * 1024];
+	if (db->opt.sync == BC_SYNC_NONE || db->fill_failed || end <= db->fill_end)
+		return;
+	uint64_t to = (end / FILL_STEP + 1) * FILL_STEP;
+	if (to > db->opt.max_file_size)
+		to = db->opt.max_file_size; /* the file rotates there */
+	for (uint64_t at = end; at < to;) {
+		size_t n = to - at < sizeof(zeros) ? (size_t)(to - at) : sizeof(zeros);
+		if (bc_io_pwrite_full(db->io, f->fd, zeros, n, at)) {
+			db->fill_end = to; /* so fill_cut removes whatever part was written */
+			db->fill_failed = true;
+			return;
+		}
+		at += n;
+	}
+	db->fill_end = to;
+}
+
+/* Cut the zeros ahead of the active file's records, before it stops being active. */
+static void fill_cut(struct bc_db *db, struct bc_file *f)
+{
+	if (db->fill_end > f->size && bc_io_ftruncate(db->io, f->fd, f->size))
+		bc_log(db, BC_LOG_WARN,
+		       "%s: cannot cut the zero-filled tail of %016" PRIx64 " (the next open will)",
+		       db->dir, f->id);
+	db->fill_end = 0;
+	db->fill_failed = false;
+}
+
 int bc_rotate(struct bc_db *db)
 {
 	struct bc_file *old = bc_active_file(db);
+	fill_cut(db, old);
 	int rc = bc_io_fdatasync(db->io, old->fd);
 	if (rc) {
 		db->write_error = rc;
@@ -322,6 +368,7 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 		/* Take back whatever part reached the file so the next append starts clean;
 		 * if even that fails the file's tail is unknown and writing must stop. */
 		int trc = bc_io_ftruncate(db->io, f->fd, off);
+		db->fill_end = 0;
 		if (trc) {
 			db->write_error = rc;
 			bc_log(db, BC_LOG_ERROR,
@@ -331,6 +378,7 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 		}
 		return rc;
 	}
+	fill_ahead(db, f, off + len);
 	pthread_mutex_lock(&db->sync_mu);
 	db->appended += len;
 	*mark = db->appended;
@@ -669,6 +717,7 @@ int bc_close(struct bc_db *db)
 	if (db->opened && db->files && !db->opt.read_only && db->active != UINT32_MAX) {
 		pthread_mutex_lock(&db->wlock);
 		if (!db->write_error) {
+			fill_cut(db, db->files[db->active]);
 			rc = bc_io_fdatasync(db->io, db->files[db->active]->fd);
 			if (!rc)
 				rc = sync_dir(db);

@@ -67,6 +67,10 @@ struct bc_db {
 	struct bc_hint_writer *active_hint;
 	bool opened; /* bc_open finished: close may write the active file's hint */
 	int write_error; /* sticky: once a write or sync fails half-way, writes stop */
+	/* The active file holds zeros written ahead of its appends up to fill_end (wlock;
+	 * see fill_ahead in db.c); fill_failed: stop trying until the next file. */
+	uint64_t fill_end;
+	bool fill_failed;
 
 	/* Group commit (sync_mu). */
 	pthread_mutex_t sync_mu;

@@ -334,11 +334,12 @@ static void retire_active(struct replay *r)
 }
 
 /*
- * Scan [start, size) of a file. Returns the offset where valid data ends when the file
- * ends in a torn tail (so the caller can cut it), else size.
+ * Scan [start, size) of a file. *valid_end: where its records end, the start of a torn
+ * tail or of a zero-filled tail (so the caller can cut the file there), else size.
+ * *zeros: where a zero-filled tail begins (valid_end <= *zeros <= size).
  */
 static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool newest,
-		     uint64_t *valid_end)
+		     uint64_t *valid_end, uint64_t *zeros)
 {
 	struct bc_db *db = r->db;
 	struct bc_scan s;
@@ -415,12 +416,15 @@ static int scan_file(struct replay *r, struct bc_file *f, uint64_t start, bool n
 		if (rc)
 			goto out;
 	}
+	*zeros = s.tail < f->size ? s.tail : f->size;
+	if (*zeros < *valid_end)
+		*valid_end = *zeros;
 	if (p.want) {
 		/* The file ends inside a batch: a torn tail in the newest file. */
 		if (newest)
 			*valid_end = p.start;
 		else
-			note_damage(db, r->name, p.start, f->size - p.start,
+			note_damage(db, r->name, p.start, *zeros - p.start,
 				    "incomplete batch at end of file");
 	}
 	rc = 0;
@@ -550,16 +554,22 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		if (rc)
 			return rc;
 	}
-	uint64_t end;
-	rc = scan_file(&r, f, covered, newest, &end);
+	uint64_t end, zeros;
+	rc = scan_file(&r, f, covered, newest, &end, &zeros);
 	if (rc)
 		return rc;
 	if (end < f->size) {
-		db->torn_bytes += f->size - end;
-		bc_log(db, BC_LOG_WARN,
-		       "%s/%s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 "%s", db->dir,
-		       name, f->size - end, end, db->opt.read_only ? " ignored" : " truncated");
-		if (!db->opt.read_only) {
+		/* Zero bytes written ahead of appends (fill_ahead in db.c) are no damage. Only
+		 * the newest file is open for writing: an older one keeps its zeros until a
+		 * merge rewrites it. Anything else past the records is a torn tail. */
+		if (zeros > end) {
+			db->torn_bytes += zeros - end;
+			bc_log(db, BC_LOG_WARN,
+			       "%s/%s: torn tail of %" PRIu64 " bytes at offset %" PRIu64 "%s",
+			       db->dir, name, zeros - end, end,
+			       db->opt.read_only ? " ignored" : " truncated");
+		}
+		if (rw) {
 			rc = bc_io_ftruncate(db->io, fd, end);
 			if (rc)
 				return rc;

@@ -19,6 +19,8 @@ int bc_scan_init(struct bc_scan *s, const struct bc_io *io, int fd, uint64_t sta
 	s->fd = fd;
 	s->size = size;
 	s->pos = start;
+	s->data_end = UINT64_MAX;
+	s->tail = size;
 	s->cap = SCAN_BUF;
 	s->buf = malloc(s->cap);
 	return s->buf ? 0 : -ENOMEM;
@@ -72,13 +74,50 @@ static int try_at(struct bc_scan *s, uint64_t off, struct bc_record *rec, size_t
 	return rc == 0 ? 1 : 0;
 }
 
+/*
+ * Find where the zero bytes at the end of the file begin (no lower than s->pos): one
+ * backward read for a file that ends in data, a few for a zero-filled tail. Only called
+ * once a record fails to decode, so a clean file never pays for it.
+ */
+static int find_data_end(struct bc_scan *s)
+{
+	uint64_t end = s->size;
+	while (end > s->pos) {
+		size_t n = end - s->pos < s->cap ? (size_t)(end - s->pos) : s->cap;
+		size_t got;
+		int rc = bc_io_pread(s->io, s->fd, s->buf, n, end - n, &got);
+		s->buf_off = s->buf_len = 0; /* the buffer no longer holds what it did */
+		if (rc)
+			return rc;
+		if (got < n) {
+			/* The file shrank under us: scan what is left. */
+			s->size = end - n + got;
+			end = s->size;
+			continue;
+		}
+		size_t i = n;
+		while (i > 0 && !s->buf[i - 1])
+			i--;
+		if (i > 0) {
+			end -= n - i;
+			break;
+		}
+		end -= n;
+	}
+	s->data_end = end;
+	return 0;
+}
+
 int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64_t *len,
 		 bool *at_end)
 {
 	size_t used;
 	*at_end = false;
-	if (s->pos >= s->size)
+	if (s->pos >= s->size) {
+		if (s->tail > s->size)
+			s->tail = s->size;
 		return BC_SCAN_END;
+	}
 	int rc = try_at(s, s->pos, rec, &used);
 	if (rc < 0)
 		return rc;
@@ -88,13 +127,23 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 		s->pos += used;
 		return BC_SCAN_RECORD;
 	}
+	if (s->data_end == UINT64_MAX && (rc = find_data_end(s)))
+		return rc;
+	if (s->pos >= s->data_end) {
+		/* Every byte from here on is zero: a zero-filled tail. A record's header has a
+		 * non-zero type byte, so none can start in it. */
+		s->tail = s->pos;
+		s->pos = s->size;
+		return BC_SCAN_END;
+	}
 	/*
 	 * Damage. When the header is plausible the record's own extent is the likeliest
-	 * damage: skip it whole if a valid record follows it (or the file ends there), so
+	 * damage: skip it whole if a valid record follows it (or the data ends there), so
 	 * bytes inside a damaged value are never mistaken for records; a plausible header
-	 * running past the end is a torn tail. Otherwise search byte by byte.
+	 * running past the end of the data is a torn tail. Otherwise search byte by byte,
+	 * no further than the data's end: no record starts among the zeros after it.
 	 */
-	uint64_t start = s->pos;
+	uint64_t start = s->pos, end = s->data_end < s->size ? s->data_end : s->size;
 	uint32_t total;
 	s->dmg_plausible = false;
 	rc = fill(s, start, BC_REC_HEADER_SIZE);
@@ -103,10 +152,10 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 	if (start + BC_REC_HEADER_SIZE <= s->size &&
 	    !bc_record_check_header(s->buf + (start - s->buf_off), &total)) {
 		uint64_t next = start + total;
-		int ok = next < s->size ? try_at(s, next, rec, &used) : 0;
+		int ok = next < end ? try_at(s, next, rec, &used) : 0;
 		if (ok < 0)
 			return ok;
-		if (next >= s->size || ok == 1) {
+		if (next >= end || ok == 1) {
 			if (next <= s->size) {
 				rc = fill(s, start, sizeof(s->dmg));
 				if (rc)
@@ -119,13 +168,15 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 				}
 			}
 			*off = start;
-			*len = (next < s->size ? next : s->size) - start;
-			*at_end = next >= s->size;
-			s->pos = next < s->size ? next : s->size;
+			*len = (next < end ? next : end) - start;
+			*at_end = next >= end;
+			s->pos = next < end ? next : end;
+			if (*at_end)
+				s->tail = end;
 			return BC_SCAN_DAMAGE;
 		}
 	}
-	for (uint64_t q = start + 1; q < s->size; q++) {
+	for (uint64_t q = start + 1; q < end; q++) {
 		rc = try_at(s, q, rec, &used);
 		if (rc < 0)
 			return rc;
@@ -137,9 +188,10 @@ int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64
 		}
 	}
 	*off = start;
-	*len = s->size - start;
+	*len = end - start;
 	*at_end = true;
-	s->pos = s->size;
+	s->pos = end;
+	s->tail = end;
 	return BC_SCAN_DAMAGE;
 }
 

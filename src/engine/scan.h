@@ -18,6 +18,11 @@ struct bc_scan {
 	int fd;
 	uint64_t size; /* scan ends here */
 	uint64_t pos; /* next offset to decode */
+	/* Where the file's zero-filled tail begins: bytes from there to size are all zero
+	 * (UINT64_MAX until the scanner first needs it). tail: where such a tail begins,
+	 * once the scan has reached it (after BC_SCAN_END, or damage *at_end), else size. */
+	uint64_t data_end;
+	uint64_t tail;
 	uint8_t *buf;
 	size_t cap;
 	uint64_t buf_off; /* file offset of buf[0] */
@@ -44,8 +49,10 @@ void bc_scan_release(struct bc_scan *s);
 /*
  * Next item from s->pos on. BC_SCAN_RECORD: *rec (valid until the next call) at *off,
  * *len its size. BC_SCAN_DAMAGE: bytes [*off, *off + *len) hold no valid record; the next
- * call continues at the next valid record, or ends if the damage runs to the end (then
- * *at_end is true). BC_SCAN_END: done. Negative: an I/O error.
+ * call continues at the next valid record, or ends if the damage runs to the end of the
+ * data (then *at_end is true). BC_SCAN_END: done; zero bytes where a record should start,
+ * running to the end of the file, are a zero-filled tail (docs/FORMAT.md "Recovery"), not
+ * damage, and s->tail says where it begins. Negative: an I/O error.
  */
 int bc_scan_next(struct bc_scan *s, struct bc_record *rec, uint64_t *off, uint64_t *len,
 		 bool *at_end);

@@ -612,6 +612,102 @@ START_TEST(truncate_at_every_offset)
 }
 END_TEST
 
+/* The file's bytes followed by n zero bytes (what a writer's zero-fill leaves at a crash). */
+static void write_with_zeros(int t, size_t keep, size_t n)
+{
+	uint8_t *buf = calloc(1, keep + n);
+	ck_assert_ptr_nonnull(buf);
+	memcpy(buf, F[t].buf, keep);
+	write_work(F[t].name, buf, keep + n);
+	free(buf);
+}
+
+static void work_stats(uint64_t *torn, uint64_t *damaged)
+{
+	struct bc_options o = opts();
+	struct bc_db *db;
+	ck_assert_int_eq(bc_open(work, &o, &db), 0);
+	struct bc_stats s;
+	ck_assert_int_eq(bc_stats_get(db, &s), 0);
+	*torn = s.recovered_torn_bytes;
+	*damaged = s.recovered_damaged_records;
+	bc_stats_release(&s);
+	ck_assert_int_eq(bc_close(db), 0);
+}
+
+START_TEST(zero_filled_tails)
+{
+	build();
+	static const size_t zeros[] = {1, 31, 4096, (1u << 20) + 5};
+	int files[2] = {target_file(), data_file(-1)};
+	bool none[MAXKEYS] = {0};
+	for (int f = 0; f < 2; f++) {
+		int t = files[f];
+		for (size_t z = 0; z < sizeof(zeros) / sizeof(zeros[0]); z++) {
+			for (int hints = 0; hints < 2; hints++) {
+				char what[96];
+				snprintf(what, sizeof(what), "%s + %zu zero bytes%s", F[t].name,
+					 zeros[z], hints ? "" : " (no hint)");
+				restore(-1);
+				if (!hints)
+					remove_work(F[hint_of(t)].name);
+				write_with_zeros(t, F[t].len, zeros[z]);
+				uint64_t problems = 1;
+				ck_assert_int_eq(bc_check(work, NULL, NULL, &problems), 0);
+				if (problems)
+					note_failure("%s: bc_check reported %llu problems", what,
+						     (unsigned long long)problems);
+				uint64_t torn, damaged;
+				work_stats(&torn, &damaged);
+				if (torn || damaged)
+					note_failure(
+						"%s: open counted %llu torn bytes, %llu damaged",
+						what, (unsigned long long)torn,
+						(unsigned long long)damaged);
+				/* A read-write open cuts the zeros of the newest file, the one
+				 * it writes to; an older file keeps them until a merge. */
+				size_t want = F[t].len + (t == data_file(-1) ? 0 : zeros[z]);
+				char path[8400];
+				struct stat st;
+				snprintf(path, sizeof(path), "%s/%s", work, F[t].name);
+				if (stat(path, &st) || (size_t)st.st_size != want)
+					note_failure("%s: %lld bytes after open, not %zu", what,
+						     (long long)st.st_size, want);
+				verify(what, t, none, false);
+			}
+		}
+	}
+	/* A crash in the middle of an append into the zeros: the newest file has no
+	 * finished hint, and only the record's bytes up to the last non-zero one are torn. */
+	int last = data_file(-1);
+	struct rec *r = NULL;
+	for (int i = 0; i < nrecs; i++)
+		if (Rc[i].file == last && (!r || Rc[i].off > r->off))
+			r = &Rc[i];
+	ck_assert_ptr_nonnull(r);
+	size_t cut = (size_t)(r->off + r->len / 2), data_end = cut;
+	while (data_end > r->off && !F[last].buf[data_end - 1])
+		data_end--;
+	ck_assert_uint_gt(data_end, r->off);
+	/* A torn batch member tears its whole batch: from the BATCH record on. */
+	uint64_t torn_from = r->batch >= 0 ? (uint64_t)r->batch : r->off;
+	restore(-1);
+	remove_work(F[hint_of(last)].name);
+	write_with_zeros(last, cut, 8192);
+	uint64_t torn, damaged;
+	work_stats(&torn, &damaged);
+	ck_assert_uint_eq(torn, data_end - torn_from);
+	ck_assert_uint_eq(damaged, 0);
+	restore(-1);
+	remove_work(F[hint_of(last)].name);
+	write_with_zeros(last, cut, 8192);
+	bool touched[MAXKEYS] = {0};
+	touched_by(last, torn_from, F[last].len, touched);
+	verify("torn record, then zeros", last, touched, true);
+	finish("zero tails");
+}
+END_TEST
+
 START_TEST(duplicate_a_file_under_another_id)
 {
 	build();
@@ -1018,6 +1114,7 @@ static Suite *corruption_suite(void)
 	tcase_add_test(t, flip_every_byte_of_a_hint_file);
 	tcase_add_test(t, zero_a_hole_inside_a_record);
 	tcase_add_test(t, truncate_at_every_offset);
+	tcase_add_test(t, zero_filled_tails);
 	tcase_add_test(t, duplicate_a_file_under_another_id);
 	tcase_add_test(t, delete_a_middle_file);
 	tcase_add_test(t, damage_to_an_objects_chunks);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <bitcask/bitcask.h>
@@ -760,6 +761,108 @@ START_TEST(sync_always)
 }
 END_TEST
 
+static off_t file_size(const char *p)
+{
+	struct stat st;
+	ck_assert_int_eq(stat(p, &st), 0);
+	return st.st_size;
+}
+
+static uint8_t last_byte(const char *p)
+{
+	uint8_t b = 0;
+	int fd = open(p, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(pread(fd, &b, 1, file_size(p) - 1), 1);
+	close(fd);
+	return b;
+}
+
+/*
+ * With syncing on, the active file is zero-filled ahead of its appends, 1 MiB at a time
+ * and never past max_file_size. A crash leaves the zeros; the next open cuts them without
+ * counting them torn. Rotation and close cut them too.
+ */
+START_TEST(zero_fill_ahead_of_appends)
+{
+	struct bc_options o = opts();
+	put_s("plain", "1");
+	ck_assert_int_lt(file_size(data_file(0)), 4096); /* no fill without syncing */
+	o.sync = BC_SYNC_ALWAYS;
+	reopen(&o);
+	put_s("a", "1");
+	ck_assert_int_eq(file_size(data_file(0)), 1 << 20);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	ck_assert_int_lt(file_size(data_file(0)), 4096);
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+
+	char val[500];
+	memset(val, 'v', sizeof(val));
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		/* Killed, in effect: no bc_close. */
+		struct bc_db *c;
+		if (bc_open(dir, &o, &c))
+			_exit(1);
+		for (int i = 0; i < 3000; i++) {
+			char k[16];
+			snprintf(k, sizeof(k), "k%04d", i);
+			if (bc_put(c, 0, k, strlen(k), val, sizeof(val)))
+				_exit(2);
+		}
+		_exit(0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	off_t crashed = file_size(data_file(0));
+	ck_assert_int_eq(crashed % (1 << 20), 0);
+	open_db(&o);
+	struct bc_stats s;
+	ck_assert_int_eq(bc_stats_get(db, &s), 0);
+	ck_assert_uint_eq(s.recovered_torn_bytes, 0);
+	ck_assert_uint_eq(s.recovered_damaged_records, 0);
+	ck_assert_uint_eq(s.keys, 3002);
+	bc_stats_release(&s);
+	ck_assert_int_lt(file_size(data_file(0)), crashed);
+	ck_assert_int_gt(file_size(data_file(0)), crashed - (1 << 20));
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+	for (int i = 0; i < 3000; i += 97) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%04d", i);
+		expect_bytes(k, (const uint8_t *)val, sizeof(val));
+	}
+
+	/* Rotation: every file but the active one ends in its last record. */
+	o.max_file_size = 64 * 1024;
+	reopen(&o);
+	for (int i = 0; i < 300; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "r%04d", i);
+		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), val, sizeof(val)), 0);
+	}
+	ck_assert_int_eq(file_size(data_file(0)), 64 * 1024);
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "ls %s/*.data | sort | head -n -1", dir);
+	FILE *ls = popen(cmd, "r");
+	char path[4096];
+	int closed = 0;
+	while (fgets(path, sizeof(path), ls)) {
+		path[strcspn(path, "\n")] = 0;
+		ck_assert_uint_ne(last_byte(path), 0);
+		closed++;
+	}
+	pclose(ls);
+	ck_assert_int_ge(closed, 2);
+	reopen(&o);
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+	expect_bytes("r0299", (const uint8_t *)val, sizeof(val));
+	expect_s("plain", "1");
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -781,6 +884,7 @@ static Suite *db_suite(void)
 	tcase_add_test(t, damage_is_skipped_and_reported);
 	tcase_add_test(t, snapshot_is_consistent);
 	tcase_add_test(t, sync_always);
+	tcase_add_test(t, zero_fill_ahead_of_appends);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *const kind_names[FIO_NKINDS] = {
 	"openat", "pwritev", "fdatasync", "fsync", "ftruncate", "renameat", "unlinkat", "linkat",
@@ -27,8 +28,16 @@ static void note_hit(struct fio *f, enum fio_kind k, const char *name)
 	if (f->hits < FIO_HITLOG) {
 		f->hitlog[f->hits].kind = k;
 		snprintf(f->hitlog[f->hits].name, FIO_NAME_MAX, "%s", name);
+		f->hitlog[f->hits].zeros = false;
 	}
 	f->hits++;
+}
+
+/* The call just failed wrote or cut only zero bytes (mu held). */
+static void hit_was_zeros(struct fio *f)
+{
+	if (f->hits && f->hits <= FIO_HITLOG)
+		f->hitlog[f->hits - 1].zeros = true;
 }
 
 /*
@@ -45,6 +54,36 @@ static bool should_fail(struct fio *f, enum fio_kind k, const char *name)
 	if (fail)
 		note_hit(f, k, name);
 	return fail;
+}
+
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static bool iov_zero(const struct iovec *iov, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (!all_zero(iov[i].iov_base, iov[i].iov_len))
+			return false;
+	return true;
+}
+
+/* Whether truncating fd to len would cut only zero bytes (or nothing). */
+static bool cut_zero(int fd, off_t len)
+{
+	uint8_t buf[65536];
+	for (off_t at = len;;) {
+		ssize_t got = pread(fd, buf, sizeof(buf), at);
+		if (got <= 0)
+			return got == 0;
+		if (!all_zero(buf, (size_t)got))
+			return false;
+		at += got;
+	}
 }
 
 static int f_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
@@ -97,6 +136,8 @@ static ssize_t f_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_
 		return -err;
 	}
 	bool fail = should_fail(f, FIO_PWRITEV, name);
+	if (fail && iov_zero(iov, n))
+		hit_was_zeros(f);
 	bool shorten = fail && f->mode == FIO_SHORT;
 	pthread_mutex_unlock(&f->mu);
 	if (!fail)
@@ -155,6 +196,8 @@ static int f_ftruncate(void *ctx, int fd, off_t len)
 	struct fio *f = ctx;
 	pthread_mutex_lock(&f->mu);
 	bool fail = should_fail(f, FIO_FTRUNCATE, fd_name(f, fd));
+	if (fail && cut_zero(fd, len))
+		hit_was_zeros(f);
 	int err = f->err;
 	pthread_mutex_unlock(&f->mu);
 	return fail ? -err : bc_io_posix.ftruncate(bc_io_posix.ctx, fd, len);

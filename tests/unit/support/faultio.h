@@ -57,6 +57,7 @@ struct fio {
 	struct fio_hit {
 		enum fio_kind kind;
 		char name[FIO_NAME_MAX];
+		bool zeros; /* a write of zero bytes only, or a truncation cutting only zeros */
 	} hitlog[FIO_HITLOG];
 	uint64_t calls[FIO_NKINDS]; /* every call per kind since fio_init, watched or not */
 	char names[FIO_MAX_FD][FIO_NAME_MAX]; /* fd -> name it was opened as ("" unknown) */
