@@ -25,6 +25,7 @@
 #include "hint.h"
 #include "io.h"
 #include "keydir.h"
+#include "record.h"
 
 /* One data file. Lives in db->files[slot]; bc_loc.file is the slot. */
 struct bc_file {
@@ -347,9 +348,11 @@ int bc_sync_all(struct bc_db *db);
 
 /*
  * Read and verify the whole record at loc in f (a reference the caller took under kd_lock
- * together with loc) into buf (loc->size bytes). -EBADMSG on a bad CRC (logged, counted).
+ * together with loc) into buf (loc->size bytes), decoded into *rec (pointing into buf).
+ * -EBADMSG on a bad CRC (logged, counted).
  */
-int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf);
+int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf,
+		   struct bc_record *rec);
 /*
  * Look up a live key and take a reference on its record's file in one critical section,
  * so the location cannot go stale. -ENOENT if absent or expired; release with bc_file_put.

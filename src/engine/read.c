@@ -38,16 +38,14 @@ static int file_read(struct bc_db *db, struct bc_file *f, void *buf, size_t len,
 	return rc == -ENODATA ? -EBADMSG : rc;
 }
 
-int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf)
+/* Decode the record of loc from bytes p (read or mapped); counts and logs a failure. */
+static int check_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc,
+			const uint8_t *p, struct bc_record *rec)
 {
-	int rc = file_read(db, f, buf, loc->size, loc->offset);
-	if (!rc) {
-		struct bc_record rec;
-		size_t used;
-		rc = bc_record_decode(buf, loc->size, &rec, &used);
-		if (!rc && used != loc->size)
-			rc = -EBADMSG;
-	}
+	size_t used;
+	int rc = bc_record_decode(p, loc->size, rec, &used);
+	if (!rc && used != loc->size)
+		rc = -EBADMSG;
 	if (rc == -EBADMSG) {
 		atomic_fetch_add(&db->n_read_err, 1);
 		bc_log(db, BC_LOG_ERROR,
@@ -56,6 +54,13 @@ int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc
 		       db->dir, f->id, loc->offset);
 	}
 	return rc;
+}
+
+int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf,
+		   struct bc_record *rec)
+{
+	int rc = file_read(db, f, buf, loc->size, loc->offset);
+	return rc ? rc : check_record(db, f, loc, buf, rec);
 }
 
 static int check_key(struct bc_db *db, unsigned space, const void *key, size_t klen)
@@ -102,15 +107,40 @@ static int read_pinned(struct bc_db *db, struct bc_file *f, const struct bc_kval
 		       struct bc_record *rec)
 {
 	uint8_t *b = malloc(v->loc.size);
-	int rc = b ? bc_read_record(db, f, &v->loc, b) : -ENOMEM;
+	int rc = b ? bc_read_record(db, f, &v->loc, b, rec) : -ENOMEM;
 	bc_file_put(db, f);
 	if (rc) {
 		free(b);
 		return rc;
 	}
-	size_t used;
-	bc_record_decode(b, v->loc.size, rec, &used);
 	*buf = b;
+	return 0;
+}
+
+/*
+ * The value of a plain record lying inside f's mapping (f pinned): the record is checked
+ * where it lies and only the value is copied out, one pass over the bytes fewer than
+ * copying the record and then moving its value (4 KiB values: memmove was 39% of a get).
+ * The bytes cannot change under the check: a data file is only ever appended to.
+ * Returns 1 when the record is not inside the mapping.
+ */
+static int get_mapped(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, size_t max_len,
+		      void **val, size_t *vlen)
+{
+	if (loc->size > MAP_READ_MAX || (uint64_t)loc->offset + loc->size > f->map_len)
+		return 1;
+	struct bc_record rec;
+	int rc = check_record(db, f, loc, f->map + loc->offset, &rec);
+	if (rc)
+		return rc;
+	if (max_len && rec.vlen > max_len)
+		return -EFBIG;
+	void *b = malloc(rec.vlen ? rec.vlen : 1);
+	if (!b)
+		return -ENOMEM;
+	memcpy(b, rec.value, rec.vlen);
+	*val = b;
+	*vlen = rec.vlen;
 	return 0;
 }
 
@@ -178,13 +208,11 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 	*want = id;
 	if (!*tmp)
 		*tmp = malloc(BC_MAX_RECORD);
-	rc = *tmp ? bc_read_record(db, f, &c.loc, *tmp) : -ENOMEM;
+	struct bc_record rec;
+	rc = *tmp ? bc_read_record(db, f, &c.loc, *tmp, &rec) : -ENOMEM;
 	bc_file_put(db, f);
 	if (rc)
 		return rc;
-	struct bc_record rec;
-	size_t used;
-	bc_record_decode(*tmp, c.loc.size, &rec, &used);
 	uint32_t have = rec.dlen > off ? rec.dlen - off : 0;
 	if (have > len)
 		have = len;
@@ -280,6 +308,13 @@ int bc_get(struct bc_db *db, unsigned space, const void *key, size_t klen, size_
 		if (rc)
 			return rc;
 		if (!(v.flags & BC_KV_OBJECT)) {
+			rc = get_mapped(db, f, &v.loc, max_len, val, vlen);
+			if (rc != 1) {
+				bc_file_put(db, f);
+				if (!rc)
+					atomic_fetch_add(&db->n_get, 1);
+				return rc;
+			}
 			uint8_t *rb;
 			struct bc_record rec;
 			rc = read_pinned(db, f, &v, &rb, &rec);

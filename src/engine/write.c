@@ -232,12 +232,8 @@ static int cur_load(struct bc_db *db, unsigned space, const void *key, size_t kl
 		return rc;
 	struct bc_record rec;
 	c->rbuf = malloc(v.loc.size);
-	rc = c->rbuf ? bc_read_record(db, f, &v.loc, c->rbuf) : -ENOMEM;
+	rc = c->rbuf ? bc_read_record(db, f, &v.loc, c->rbuf, &rec) : -ENOMEM;
 	bc_file_put(db, f);
-	if (rc)
-		goto out_fail;
-	size_t used;
-	rc = bc_record_decode(c->rbuf, v.loc.size, &rec, &used);
 	if (rc)
 		goto out_fail;
 	if ((rec.type != BC_REC_PUT && rec.type != BC_REC_LINK) || rec.space != space ||
@@ -347,13 +343,11 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 		return -EBADMSG;
 	if (!f)
 		return 0;
-	int rc = bc_read_record(db, f, &cc.loc, rbuf);
+	struct bc_record rec;
+	int rc = bc_read_record(db, f, &cc.loc, rbuf, &rec);
 	bc_file_put(db, f);
 	if (rc)
 		return rc;
-	struct bc_record rec;
-	size_t used;
-	bc_record_decode(rbuf, cc.loc.size, &rec, &used);
 	memcpy(buf, rec.data, rec.dlen);
 	*dlen = rec.dlen;
 	return 0;
