@@ -74,16 +74,19 @@ static int try_at(struct bc_scan *s, uint64_t off, struct bc_record *rec, size_t
 	return rc == 0 ? 1 : 0;
 }
 
+/* Bytes read per step of find_data_end: a data file's last record ends in its last few. */
+#define DATA_END_STEP 65536
+
 /*
  * Find where the zero bytes at the end of the file begin (no lower than s->pos): one
- * backward read for a file that ends in data, a few for a zero-filled tail. Only called
- * once a record fails to decode, so a clean file never pays for it.
+ * backward read for a file that ends in data, one per 64 KiB of a zero-filled tail. Only
+ * called once a record fails to decode, so a clean file never pays for it.
  */
 static int find_data_end(struct bc_scan *s)
 {
 	uint64_t end = s->size;
 	while (end > s->pos) {
-		size_t n = end - s->pos < s->cap ? (size_t)(end - s->pos) : s->cap;
+		size_t n = end - s->pos < DATA_END_STEP ? (size_t)(end - s->pos) : DATA_END_STEP;
 		size_t got;
 		int rc = bc_io_pread(s->io, s->fd, s->buf, n, end - n, &got);
 		s->buf_off = s->buf_len = 0; /* the buffer no longer holds what it did */
