@@ -43,6 +43,9 @@ struct bc_file {
 	 * or at the end of recovery), never changed. */
 	const uint8_t *map;
 	uint64_t map_len;
+	/* The same mapping when it is writable (the active file on a filesystem where that
+	 * is safe, io.h), else NULL: small appends are copied into it (db.c, "Room ahead"). */
+	uint8_t *wmap;
 };
 
 /* A record's effect: what replay, hints and the write path apply to the keydir. */
@@ -68,8 +71,9 @@ struct bc_db {
 	struct bc_hint_writer *active_hint;
 	bool opened; /* bc_open finished: close may write the active file's hint */
 	int write_error; /* sticky: once a write or sync fails half-way, writes stop */
-	/* The active file holds zeros written ahead of its appends up to fill_end (wlock;
-	 * see fill_ahead in db.c); fill_failed: stop trying until the next file. */
+	/* The active file is filled ahead of its appends (space reserved, or zeros written)
+	 * up to fill_end (wlock; see fill_ahead in db.c); fill_failed: filling failed, stop
+	 * trying and copying into the mapping until the next file. */
 	uint64_t fill_end;
 	bool fill_failed;
 
@@ -124,9 +128,10 @@ void bc_file_name(char out[BC_FILE_NAME_MAX], uint64_t id, const char *suffix);
 /*
  * Map f for reading (unless mmap_disable is set, the io layer cannot, or the mapping
  * fails, which leaves reads to pread): len bytes, which may run past the end of a file
- * still being appended to; only bytes below its size are ever read.
+ * still being appended to; only bytes below its size are ever read. With writable (the
+ * active file), for appends as well when the io layer allows it (f->wmap).
  */
-void bc_file_map(struct bc_db *db, struct bc_file *f, uint64_t len);
+void bc_file_map(struct bc_db *db, struct bc_file *f, uint64_t len, bool writable);
 /* Unmap, close and free a file no one else references. */
 void bc_file_free(struct bc_db *db, struct bc_file *f);
 /* Add a file to the table (kd_lock held for writing); returns its slot or -ENOMEM. */

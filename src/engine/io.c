@@ -9,9 +9,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 static int p_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
@@ -113,11 +115,42 @@ static int p_listdir(void *ctx, int dirfd, int (*fn)(void *arg, const char *name
 	return rc;
 }
 
-static void *p_map(void *ctx, int fd, size_t len)
+/*
+ * Filesystems on which a store into a shared mapping, inside a range fallocate reserved,
+ * needs no block it might not get: ext4 and XFS write into the reserved blocks in place,
+ * tmpfs holds the pages themselves. On a copy-on-write filesystem (btrfs, bcachefs, ZFS)
+ * every rewrite of a page takes a new block, so a full disk would end a store with SIGBUS
+ * instead of an error from a write; elsewhere the engine does not guess.
+ */
+static bool map_writes_safe(int fd)
+{
+	struct statfs sf;
+
+	if (fstatfs(fd, &sf))
+		return false;
+	switch ((unsigned long)sf.f_type) {
+	case EXT4_SUPER_MAGIC: /* also ext2 and ext3 */
+	case XFS_SUPER_MAGIC:
+	case TMPFS_MAGIC:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void *p_map(void *ctx, int fd, size_t len, bool writable)
 {
 	(void)ctx;
-	void *p = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+	if (writable && !map_writes_safe(fd))
+		return NULL;
+	void *p = mmap(NULL, len, PROT_READ | (writable ? PROT_WRITE : 0), MAP_SHARED, fd, 0);
 	return p == MAP_FAILED ? NULL : p;
+}
+
+static int p_fallocate(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	return fallocate(fd, 0, off, len) < 0 ? -errno : 0;
 }
 
 static void p_unmap(void *ctx, void *addr, size_t len)
@@ -141,13 +174,27 @@ const struct bc_io bc_io_posix = {
 	.listdir = p_listdir,
 	.map = p_map,
 	.unmap = p_unmap,
+	.fallocate = p_fallocate,
 };
 
-const uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len)
+uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable)
 {
 	if (!io->map || !len || len > SIZE_MAX)
 		return NULL;
-	return io->map(io->ctx, fd, (size_t)len);
+	return io->map(io->ctx, fd, (size_t)len, writable);
+}
+
+int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
+{
+	if (!io->fallocate)
+		return -EOPNOTSUPP;
+	if (off > INT64_MAX || len > INT64_MAX - off)
+		return -EFBIG;
+	int rc;
+	do
+		rc = io->fallocate(io->ctx, fd, (off_t)off, (off_t)len);
+	while (rc == -EINTR);
+	return rc;
 }
 
 void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len)

@@ -31,10 +31,15 @@ struct bc_io {
 	/* Call fn for each name in the directory (not . and ..); stop early when it returns
 	 * nonzero and return that value. */
 	int (*listdir)(void *ctx, int dirfd, int (*fn)(void *arg, const char *name), void *arg);
-	/* Map [0, len) of fd read-only and shared, or return NULL. Optional: a layer
-	 * without it (the test layers) has every read go through preadv. */
-	void *(*map)(void *ctx, int fd, size_t len);
+	/* Map [0, len) of fd shared, read-only or (writable) for reading and writing, or
+	 * return NULL. Optional: a layer without it (the test layers) has every read go
+	 * through preadv and every write through pwritev. A layer that has it returns NULL
+	 * for writable when a store through the mapping could fault for want of space on
+	 * fd's filesystem even inside a range fallocate reserved. */
+	void *(*map)(void *ctx, int fd, size_t len, bool writable);
 	void (*unmap)(void *ctx, void *addr, size_t len);
+	/* Allocate [off, off + len) of fd, growing it (fallocate mode 0). Optional. */
+	int (*fallocate)(void *ctx, int fd, off_t off, off_t len);
 };
 
 /* The real system calls. */
@@ -58,8 +63,10 @@ int bc_io_renameat(const struct bc_io *io, int dirfd, const char *from, const ch
 int bc_io_unlinkat(const struct bc_io *io, int dirfd, const char *name);
 int bc_io_linkat(const struct bc_io *io, int fromdir, const char *from, int todir, const char *to);
 /* The io layer's map, or NULL when it has none or the mapping fails. */
-const uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len);
+uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable);
 void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len);
+/* -EOPNOTSUPP when the layer has no fallocate. */
+int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
 int bc_io_listdir(const struct bc_io *io, int dirfd, int (*fn)(void *arg, const char *name),
 		  void *arg);
 

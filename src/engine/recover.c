@@ -584,7 +584,7 @@ out_close:
 }
 
 /* Map every file loaded; the newest, if appends are to continue in it, up to the size at
- * which it rotates. */
+ * which it rotates and for writing. */
 static void map_files(struct bc_db *db)
 {
 	for (uint32_t i = 0; i < db->nslots; i++) {
@@ -592,9 +592,10 @@ static void map_files(struct bc_db *db)
 		if (!f)
 			continue;
 		uint64_t len = f->size;
-		if (i == db->active && !db->opt.read_only && len < db->opt.max_file_size)
+		bool active = i == db->active && !db->opt.read_only;
+		if (active && len < db->opt.max_file_size)
 			len = db->opt.max_file_size;
-		bc_file_map(db, f, len);
+		bc_file_map(db, f, len, active);
 	}
 }
 

@@ -8,6 +8,7 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 
 #include <bitcask/bitcask.h>
 
+#include "db.h" /* bc_open_io, for a layer that counts writes and fails fallocate */
 #include "testutil.h"
 
 static char *dir;
@@ -779,6 +781,86 @@ static uint8_t last_byte(const char *p)
 }
 
 /*
+ * Run writes in a child process with the store open, then end the child without closing
+ * the store: by _exit, or by SIGKILL when kill is set.
+ */
+static void crash_writer(const struct bc_options *o, int (*writes)(struct bc_db *c), bool kill)
+{
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		struct bc_db *c;
+		if (bc_open(dir, o, &c))
+			_exit(1);
+		if (writes(c))
+			_exit(2);
+		if (kill)
+			raise(SIGKILL);
+		_exit(0);
+	}
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	if (kill)
+		ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child status %d",
+			      status);
+	else
+		ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d",
+			      status);
+}
+
+/* 3,000 keys of 500 'v' bytes. */
+static int zf_writes(struct bc_db *c)
+{
+	char val[500];
+	memset(val, 'v', sizeof(val));
+	for (int i = 0; i < 3000; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "k%04d", i);
+		if (bc_put(c, 0, k, strlen(k), val, sizeof(val)))
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * Open the store a writer died in with its newest file filled ahead to a 1 MiB boundary:
+ * nothing counts as torn or damaged and every key is there. Returns the file's size
+ * before the open.
+ */
+static off_t open_after_crash(const struct bc_options *o, uint64_t keys)
+{
+	off_t crashed = file_size(data_file(0));
+	ck_assert_int_eq(crashed % (1 << 20), 0);
+	ck_assert_uint_eq(last_byte(data_file(0)), 0);
+	open_db(o);
+	struct bc_stats s;
+	ck_assert_int_eq(bc_stats_get(db, &s), 0);
+	ck_assert_uint_eq(s.recovered_torn_bytes, 0);
+	ck_assert_uint_eq(s.recovered_damaged_records, 0);
+	ck_assert_uint_eq(s.keys, keys);
+	bc_stats_release(&s);
+	return crashed;
+}
+
+/* Assert that every data file but the newest ends in a record (no filled tail); return
+ * how many there are. */
+static int closed_files_end_in_records(void)
+{
+	char cmd[4200];
+	snprintf(cmd, sizeof(cmd), "ls %s/*.data | sort | head -n -1", dir);
+	FILE *ls = popen(cmd, "r");
+	char path[4096];
+	int closed = 0;
+	while (fgets(path, sizeof(path), ls)) {
+		path[strcspn(path, "\n")] = 0;
+		ck_assert_uint_ne(last_byte(path), 0);
+		closed++;
+	}
+	pclose(ls);
+	return closed;
+}
+
+/*
  * With syncing on, the active file is zero-filled ahead of its appends, 1 MiB at a time
  * and never past max_file_size. A crash leaves the zeros; the next open cuts them without
  * counting them torn. Rotation and close cut them too.
@@ -786,8 +868,11 @@ static uint8_t last_byte(const char *p)
 START_TEST(zero_fill_ahead_of_appends)
 {
 	struct bc_options o = opts();
+	o.mmap_disable = true;
+	reopen(&o);
 	put_s("plain", "1");
 	ck_assert_int_lt(file_size(data_file(0)), 4096); /* no fill without syncing */
+	o.mmap_disable = false;
 	o.sync = BC_SYNC_ALWAYS;
 	reopen(&o);
 	put_s("a", "1");
@@ -797,35 +882,10 @@ START_TEST(zero_fill_ahead_of_appends)
 	ck_assert_int_lt(file_size(data_file(0)), 4096);
 	ck_assert_uint_ne(last_byte(data_file(0)), 0);
 
+	crash_writer(&o, zf_writes, false);
 	char val[500];
 	memset(val, 'v', sizeof(val));
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		/* Killed, in effect: no bc_close. */
-		struct bc_db *c;
-		if (bc_open(dir, &o, &c))
-			_exit(1);
-		for (int i = 0; i < 3000; i++) {
-			char k[16];
-			snprintf(k, sizeof(k), "k%04d", i);
-			if (bc_put(c, 0, k, strlen(k), val, sizeof(val)))
-				_exit(2);
-		}
-		_exit(0);
-	}
-	int status;
-	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	off_t crashed = file_size(data_file(0));
-	ck_assert_int_eq(crashed % (1 << 20), 0);
-	open_db(&o);
-	struct bc_stats s;
-	ck_assert_int_eq(bc_stats_get(db, &s), 0);
-	ck_assert_uint_eq(s.recovered_torn_bytes, 0);
-	ck_assert_uint_eq(s.recovered_damaged_records, 0);
-	ck_assert_uint_eq(s.keys, 3002);
-	bc_stats_release(&s);
+	off_t crashed = open_after_crash(&o, 3002);
 	ck_assert_int_lt(file_size(data_file(0)), crashed);
 	ck_assert_int_gt(file_size(data_file(0)), crashed - (1 << 20));
 	ck_assert_uint_ne(last_byte(data_file(0)), 0);
@@ -844,22 +904,170 @@ START_TEST(zero_fill_ahead_of_appends)
 		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), val, sizeof(val)), 0);
 	}
 	ck_assert_int_eq(file_size(data_file(0)), 64 * 1024);
-	char cmd[4200];
-	snprintf(cmd, sizeof(cmd), "ls %s/*.data | sort | head -n -1", dir);
-	FILE *ls = popen(cmd, "r");
-	char path[4096];
-	int closed = 0;
-	while (fgets(path, sizeof(path), ls)) {
-		path[strcspn(path, "\n")] = 0;
-		ck_assert_uint_ne(last_byte(path), 0);
-		closed++;
-	}
-	pclose(ls);
-	ck_assert_int_ge(closed, 2);
+	ck_assert_int_ge(closed_files_end_in_records(), 2);
 	reopen(&o);
 	ck_assert_uint_ne(last_byte(data_file(0)), 0);
 	expect_bytes("r0299", (const uint8_t *)val, sizeof(val));
 	expect_s("plain", "1");
+}
+END_TEST
+
+/* The value of key i in the mapped-append tests: records on both sides of the 1 KiB bound
+ * for copying into the mapping (32-byte header, 6-byte key), bytes that depend on i. */
+static size_t ma_len(int i)
+{
+	static const size_t sizes[] = {100, 1, 4000, 986, 987, 300, 70000};
+	return sizes[i % 7];
+}
+
+static void ma_fill(int i, uint8_t *buf)
+{
+	for (size_t j = 0; j < ma_len(i); j++)
+		buf[j] = (uint8_t)(i * 31 + j * 7 + (j >> 8));
+}
+
+static void ma_put(struct bc_db *d, int i)
+{
+	static uint8_t buf[70000];
+	char k[16];
+	snprintf(k, sizeof(k), "w%05d", i);
+	ma_fill(i, buf);
+	int rc = bc_put(d, 0, k, strlen(k), buf, ma_len(i));
+	ck_assert_msg(rc == 0, "put %s: %s", k, bc_strerror(rc));
+}
+
+static void ma_verify(int n)
+{
+	static uint8_t buf[70000];
+	for (int i = 0; i < n; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "w%05d", i);
+		ma_fill(i, buf);
+		expect_bytes(k, buf, ma_len(i));
+	}
+}
+
+static int ma_writes(struct bc_db *c)
+{
+	for (int i = 200; i < 1500; i++)
+		ma_put(c, i);
+	return 0;
+}
+
+/*
+ * Without per-put syncing, on a filesystem where it is safe (ext4 here), the active file
+ * has room reserved 1 MiB at a time and small appends are copied into its mapping. A
+ * killed writer loses nothing it acknowledged (the page cache has it), and the next open
+ * cuts the reserved room without counting it torn; close and rotation cut it too.
+ */
+START_TEST(mapped_appends)
+{
+	struct bc_options o = opts();
+	o.sync = _i ? BC_SYNC_INTERVAL : BC_SYNC_NONE;
+	reopen(&o);
+	put_s("a", "1");
+	ck_assert_int_eq(file_size(data_file(0)), 1 << 20);
+	ck_assert_uint_eq(last_byte(data_file(0)), 0);
+	for (int i = 0; i < 200; i++)
+		ma_put(db, i);
+	ma_verify(200);
+	reopen(&o);
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+	ma_verify(200);
+
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	crash_writer(&o, ma_writes, true);
+	open_after_crash(&o, 1501);
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+	ma_verify(1500);
+	expect_s("a", "1");
+
+	/* Rotation: room is never reserved past max_file_size, and every file but the
+	 * active one ends in its last record. */
+	o.max_file_size = 96 * 1024;
+	reopen(&o);
+	for (int i = 0; i < 300; i++)
+		ma_put(db, i);
+	ck_assert_int_le(file_size(data_file(0)), 96 * 1024);
+	ck_assert_int_ge(closed_files_end_in_records(), 3);
+	ma_verify(1500);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	uint64_t problems = 1;
+	ck_assert_int_eq(bc_check(dir, NULL, NULL, &problems), 0);
+	ck_assert_uint_eq(problems, 0);
+	open_db(&o);
+}
+END_TEST
+
+/* An I/O layer over the real one that counts data-file writes and fails fallocate from
+ * its fail_from-th call on (0: never). */
+static struct {
+	struct bc_io io;
+	unsigned fallocs, fail_from;
+	unsigned writes;
+} cio;
+
+static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
+{
+	(void)ctx;
+	cio.writes++;
+	return bc_io_posix.pwritev(bc_io_posix.ctx, fd, iov, n, off);
+}
+
+static int cio_fallocate(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	if (cio.fail_from && ++cio.fallocs >= cio.fail_from)
+		return -ENOSPC;
+	return bc_io_posix.fallocate(bc_io_posix.ctx, fd, off, len);
+}
+
+/*
+ * Small appends into reserved room make no write call. A filesystem that cannot reserve
+ * (fallocate failing with ENOSPC, at once or after a while) costs only that: appends go
+ * back to pwritev, nothing is lost, and close cuts whatever was reserved.
+ */
+START_TEST(mapped_appends_fall_back)
+{
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	cio.io = bc_io_posix;
+	cio.io.pwritev = cio_pwritev;
+	cio.io.fallocate = cio_fallocate;
+	cio.fail_from = 0;
+	struct bc_options o = opts();
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	put_s("first", "x"); /* may write the hint file's header */
+	cio.writes = 0;
+	for (int i = 0; i < 100; i++)
+		ma_put(db, i * 7); /* 100 B values: all copied into the mapping */
+	ck_assert_uint_eq(cio.writes, 0);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+
+	for (unsigned from = 1; from <= 3; from++) {
+		cio.fallocs = 0;
+		cio.fail_from = from;
+		ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+		cio.writes = 0;
+		for (int i = 0; i < 400; i++)
+			ma_put(db, i);
+		ck_assert_uint_gt(cio.writes, 0);
+		ma_verify(400);
+		if (from == 1) /* nothing reserved: the file ends in its last record */
+			ck_assert_uint_ne(last_byte(data_file(0)), 0);
+		ck_assert_int_eq(bc_close(db), 0);
+		db = NULL;
+		ck_assert_uint_ne(last_byte(data_file(0)), 0);
+		open_db(&o);
+		ma_verify(400);
+		expect_s("first", "x");
+		ck_assert_int_eq(bc_close(db), 0);
+		db = NULL;
+	}
+	open_db(&o);
 }
 END_TEST
 
@@ -885,6 +1093,8 @@ static Suite *db_suite(void)
 	tcase_add_test(t, snapshot_is_consistent);
 	tcase_add_test(t, sync_always);
 	tcase_add_test(t, zero_fill_ahead_of_appends);
+	tcase_add_loop_test(t, mapped_appends, 0, 2);
+	tcase_add_test(t, mapped_appends_fall_back);
 	suite_add_tcase(s, t);
 	return s;
 }
