@@ -122,6 +122,11 @@ void bc_log(struct bc_db *db, enum bc_log_level level, const char *fmt, ...)
 uint64_t bc_now_ns(void);
 uint32_t bc_expire32(uint64_t expire_s);
 bool bc_expired(uint32_t expire_s, uint64_t now_s);
+/* bc_expired as of now; reads the clock only for an entry that has an expiry. */
+static inline bool bc_expired_now(uint32_t expire_s)
+{
+	return expire_s && bc_expired(expire_s, bc_now_ns() / 1000000000u);
+}
 
 void bc_file_name(char out[BC_FILE_NAME_MAX], uint64_t id, const char *suffix);
 

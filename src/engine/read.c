@@ -87,7 +87,7 @@ static int pin(struct bc_db *db, unsigned space, const void *key, size_t klen, s
 			*size = v->obj->size;
 	}
 	bc_kd_unlock(db);
-	if (!found || !*f || bc_expired(v->expire_s, bc_now_ns() / 1000000000u)) {
+	if (!found || !*f || bc_expired_now(v->expire_s)) {
 		bc_file_put(db, *f);
 		*f = NULL;
 		return -ENOENT;

@@ -471,7 +471,7 @@ int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen)
 	bc_kd_rdlock(db);
 	bool found = bc_keydir_get(db->kd, space, key, klen, &v);
 	bc_kd_unlock(db);
-	if (!found || bc_expired(v.expire_s, bc_now_ns() / 1000000000u)) {
+	if (!found || bc_expired_now(v.expire_s)) {
 		rc = -ENOENT;
 	} else {
 		struct wb w;
@@ -1091,7 +1091,7 @@ static int ov_state(struct bc_db *db, struct overlay *o, unsigned space, const u
 	}
 	*out = e->c;
 	/* A put earlier in the batch may carry an expiry already past: gone, as outside. */
-	if (out->present && bc_expired(bc_expire32(out->expire_s), bc_now_ns() / 1000000000u))
+	if (out->present && bc_expired_now(bc_expire32(out->expire_s)))
 		out->present = false;
 	return 0;
 }
