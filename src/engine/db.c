@@ -127,6 +127,9 @@ void bc_file_map(struct bc_db *db, struct bc_file *f, uint64_t len, bool writabl
 {
 	if (db->opt.mmap_disable || f->map)
 		return;
+	/* Only unsynced appends go through the mapping (fill_ahead below). */
+	if (db->opt.sync == BC_SYNC_ALWAYS)
+		writable = false;
 	uint8_t *p = writable ? bc_io_map(db->io, f->fd, len, true) : NULL;
 	f->wmap = p;
 	if (!p)
@@ -261,12 +264,13 @@ static int hint_finish_active(struct bc_db *db)
  *
  * - Reserved (NONE and INTERVAL, when the file has a writable mapping): fallocate takes
  *   the blocks and grows the file, and appends of at most MAP_WRITE_MAX bytes are copied
- *   into the mapping. That spares a pwritev per put (1M x 100-byte puts: 1.5 to 1.0 us
- *   each, scripts/bench), and the reserved blocks mean a full disk shows as a failed
- *   fallocate, after which appends go back to pwritev, not as SIGBUS on a store. Larger
- *   appends use pwritev: the first store to each page faults, and a fault costs about
- *   what the system call does (kvbench, 200k puts: even at 1 KiB and 2 KiB values, and
- *   4 KiB ones 10-20% slower through the mapping).
+ *   into the mapping. That spares a pwritev per put (1M x 100-byte random puts: 1.7 to
+ *   1.1 us each in scripts/bench's full runs before and after), and the reserved blocks
+ *   mean a full disk shows as a failed fallocate, after which appends go back to
+ *   pwritev, not as SIGBUS on a store. Larger appends use pwritev: the first store to
+ *   each page faults, and a fault costs about what the system call does (kvbench, 200k
+ *   puts: even at 1 KiB and 2 KiB values, and 4 KiB ones 10-20% slower through the
+ *   mapping).
  * - Zeros (ALWAYS): an fdatasync after an append that grew the file must also commit the
  *   new size through the filesystem's journal; after one that wrote over bytes already in
  *   the file it need not (ext4 on this project's machines: 195-205 us per 130-byte append

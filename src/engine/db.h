@@ -43,8 +43,9 @@ struct bc_file {
 	 * or at the end of recovery), never changed. */
 	const uint8_t *map;
 	uint64_t map_len;
-	/* The same mapping when it is writable (the active file on a filesystem where that
-	 * is safe, io.h), else NULL: small appends are copied into it (db.c, "Room ahead"). */
+	/* The same mapping when it is writable (the active file without BC_SYNC_ALWAYS, on a
+	 * filesystem where that is safe, io.h), else NULL: small appends are copied into it
+	 * (db.c, "Room ahead"). */
 	uint8_t *wmap;
 };
 
