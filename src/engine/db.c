@@ -311,7 +311,9 @@ static int write_zeros(struct bc_db *db, struct bc_file *f, uint64_t at, uint64_
 static void fill_ahead(struct bc_db *db, struct bc_file *f, uint64_t end)
 {
 	bool reserve = reserving(db, f);
-	if ((!reserve && db->opt.sync != BC_SYNC_ALWAYS) || db->fill_failed || end <= db->fill_end)
+	if (!reserve && db->opt.sync != BC_SYNC_ALWAYS)
+		return; /* unsynced appends with no writable mapping: nothing to gain */
+	if (db->fill_failed || end <= db->fill_end)
 		return;
 	uint64_t to = (end / FILL_STEP + 1) * FILL_STEP;
 	if (to > db->opt.max_file_size)
@@ -405,8 +407,8 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 	if (f->size + len > BC_MAX_FILE_SIZE + BC_MAX_RECORD)
 		return -EFBIG;
 	uint64_t off = f->size;
-	bool mapped = false;
-	if (reserving(db, f) && len <= MAP_WRITE_MAX && off + len <= f->map_len) {
+	bool reserve = reserving(db, f), mapped = false;
+	if (reserve && len <= MAP_WRITE_MAX && off + len <= f->map_len) {
 		fill_ahead(db, f, off + len);
 		mapped = !db->fill_failed && off + len <= db->fill_end;
 	}
@@ -429,7 +431,7 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 		}
 		return rc;
 	}
-	if (!reserving(db, f))
+	if (!reserve)
 		fill_ahead(db, f, off + len);
 	pthread_mutex_lock(&db->sync_mu);
 	db->appended += len;

@@ -91,9 +91,7 @@ struct xkey {
 #define UNDERFLOW (CAP * 7 / 16)
 #define COMPOSITE_MAX (BC_MAX_KEY + 1)
 /* The header and slot array of a node of 16-byte keys: about 120 slots in a leaf. */
-#ifndef PREFETCH_BYTES
 #define PREFETCH_BYTES 512
-#endif
 
 _Static_assert(NODE_SIZE >= 1024 && NODE_SIZE <= 32768, "node offsets are u16");
 _Static_assert(INLINE_MAX >= 64, "nodes too small for inline keys");
