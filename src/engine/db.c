@@ -286,12 +286,6 @@ static int hint_finish_active(struct bc_db *db)
 #define FILL_STEP (UINT64_C(1) << 20)
 #define MAP_WRITE_MAX 1024
 
-/* Whether appends to f reserve room and go through its mapping. */
-static bool reserving(const struct bc_db *db, const struct bc_file *f)
-{
-	return f->wmap && db->opt.sync != BC_SYNC_ALWAYS;
-}
-
 static int write_zeros(struct bc_db *db, struct bc_file *f, uint64_t at, uint64_t to)
 {
 	static const uint8_t zeros[64 * 1024];
@@ -310,7 +304,7 @@ static int write_zeros(struct bc_db *db, struct bc_file *f, uint64_t at, uint64_
  * zeros from end (after one). */
 static void fill_ahead(struct bc_db *db, struct bc_file *f, uint64_t end)
 {
-	bool reserve = reserving(db, f);
+	bool reserve = f->wmap != NULL; /* bc_file_map maps writable only where appends reserve */
 	if (!reserve && db->opt.sync != BC_SYNC_ALWAYS)
 		return; /* unsynced appends with no writable mapping: nothing to gain */
 	if (db->fill_failed || end <= db->fill_end)
@@ -407,7 +401,7 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 	if (f->size + len > BC_MAX_FILE_SIZE + BC_MAX_RECORD)
 		return -EFBIG;
 	uint64_t off = f->size;
-	bool reserve = reserving(db, f), mapped = false;
+	bool reserve = f->wmap != NULL, mapped = false;
 	if (reserve && len <= MAP_WRITE_MAX && off + len <= f->map_len) {
 		fill_ahead(db, f, off + len);
 		mapped = !db->fill_failed && off + len <= db->fill_end;

@@ -27,10 +27,16 @@
  */
 #define MAP_READ_MAX 16384
 
+/* Whether [off, off + len) of f is read from its mapping. */
+static bool read_mapped(const struct bc_file *f, uint64_t off, uint64_t len)
+{
+	return len <= MAP_READ_MAX && off + len <= f->map_len;
+}
+
 /* Copy len bytes at off of f: from its mapping when they lie inside it, else with pread. */
 static int file_read(struct bc_db *db, struct bc_file *f, void *buf, size_t len, uint64_t off)
 {
-	if (len <= MAP_READ_MAX && off + len <= f->map_len) {
+	if (read_mapped(f, off, len)) {
 		memcpy(buf, f->map + off, len);
 		return 0;
 	}
@@ -127,7 +133,7 @@ static int read_pinned(struct bc_db *db, struct bc_file *f, const struct bc_kval
 static int get_mapped(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, size_t max_len,
 		      void **val, size_t *vlen)
 {
-	if (loc->size > MAP_READ_MAX || (uint64_t)loc->offset + loc->size > f->map_len)
+	if (!read_mapped(f, loc->offset, loc->size))
 		return 1;
 	struct bc_record rec;
 	int rc = check_record(db, f, loc, f->map + loc->offset, &rec);
