@@ -95,8 +95,11 @@ for round in $(seq 1 "$kills"); do
 	python3 - "$M" "$ACK" <<'PY' || fail "round $round: an acknowledged write was lost"
 import hashlib, os, sys
 mnt, ack = sys.argv[1], sys.argv[2]
-# Per path: the last acknowledged hash, and the outcomes the change in flight after it (if
-# any) may have left: its new content, or an empty file when it truncated first.
+# Per path: the last acknowledged hash, and the outcomes the changes in flight after it
+# may have left: each one's new content, or an empty file when it truncated first. There
+# can be several, one per round: a change in flight when the daemon died may have landed,
+# and the path's next change (in a later round) may then die in flight too, leaving the
+# earlier one's content.
 acked, pending = {}, {}
 for line in open(ack):
     f = line.split()
@@ -104,7 +107,8 @@ for line in open(ack):
         acked[f[1]] = f[2]
         pending.pop(f[1], None)
     elif f[0] == "P":
-        pending[f[1]] = {f[2]} | ({hashlib.sha256(b"").hexdigest()} if "trunc" in f[3:] else set())
+        pending.setdefault(f[1], set()).update(
+            {f[2]} | ({hashlib.sha256(b"").hexdigest()} if "trunc" in f[3:] else set()))
 bad = 0
 for path, h in acked.items():
     try:
