@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
  * Keydir benchmark: load N 16-byte keys (random bytes inserted in that random order, or
- * sequential keys inserted in order), then report memory per key beyond the 16 key bytes
+ * sequential keys inserted in order, or kvbench's keys: "k" and 15 decimal digits, inserted
+ * in a random order), then report memory per key beyond the 16 key bytes
  * three ways (bc_keydir_memory, malloc's in-use bytes from mallinfo2, RSS growth), and
  * the rates of insert, random get, full scan and random delete. Keys are recomputed from
  * their index, so the program holds no copy of them and RSS is the keydir's.
  *
- *   keydir_bench [N (default 1000000)] [random|seq (default random)]
+ *   keydir_bench [N (default 1000000)] [random|seq|decimal (default random)]
  *
  * Values look like a store's: file index < 100, offset below 256 MiB, record size
  * 100..299 bytes, no metadata, no expiry.
@@ -31,9 +32,19 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static void key_of(uint64_t i, bool seq, uint8_t *k)
+enum shape { RANDOM, SEQ, DECIMAL };
+
+static void key_of(uint64_t i, enum shape seq, uint64_t n, uint8_t *k)
 {
-	if (seq) {
+	if (seq == DECIMAL) {
+		/* a bijection on [0, n) unless n is a multiple of the prime 2654435761 */
+		uint64_t j = (i * UINT64_C(2654435761) + 12345) % n;
+		k[0] = 'k';
+		for (int d = KLEN - 1; d > 0; d--, j /= 10)
+			k[d] = (uint8_t)('0' + j % 10);
+		return;
+	}
+	if (seq == SEQ) {
 		memcpy(k, "seqkey00", 8);
 		for (int b = 0; b < 8; b++)
 			k[8 + b] = (uint8_t)(i >> (56 - 8 * b));
@@ -89,13 +100,16 @@ static double per_key(size_t bytes, size_t n)
 int main(int argc, char **argv)
 {
 	size_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1000000;
-	bool seq = argc > 2 && !strcmp(argv[2], "seq");
+	enum shape seq = argc <= 2	      ? RANDOM
+		: !strcmp(argv[2], "seq")     ? SEQ
+		: !strcmp(argv[2], "decimal") ? DECIMAL
+					      : RANDOM;
 	struct bc_keydir *kd;
 	uint8_t k[KLEN];
 	uint64_t rng = 88172645463325252u, sink = 0;
 
 	if (!n) {
-		fprintf(stderr, "usage: keydir_bench [N] [random|seq]\n");
+		fprintf(stderr, "usage: keydir_bench [N] [random|seq|decimal]\n");
 		return 2;
 	}
 	size_t heap0 = mallinfo2().uordblks, rss0 = rss();
@@ -105,7 +119,7 @@ int main(int argc, char **argv)
 	double t = now();
 	for (size_t i = 0; i < n; i++) {
 		struct bc_kval v = val_of(i);
-		key_of(i, seq, k);
+		key_of(i, seq, n, k);
 		if (bc_keydir_put(kd, 0, k, KLEN, &v, NULL, NULL)) {
 			fprintf(stderr, "put failed at %zu\n", i);
 			return 1;
@@ -122,7 +136,7 @@ int main(int argc, char **argv)
 		rng ^= rng >> 7;
 		rng ^= rng << 17;
 		struct bc_kval v;
-		key_of(rng % n, seq, k);
+		key_of(rng % n, seq, n, k);
 		if (bc_keydir_get(kd, 0, k, KLEN, &v)) {
 			hits++;
 			sink += v.loc.offset;
@@ -143,20 +157,20 @@ int main(int argc, char **argv)
 		size_t j = (size_t)(((uint64_t)i * step + 12345) % n);
 		if (j % 4 == 0)
 			continue;
-		key_of(j, seq, k);
+		key_of(j, seq, n, k);
 		left -= bc_keydir_remove(kd, 0, k, KLEN, NULL);
 	}
 	double t_del = now() - t;
 	size_t n_del = n - left;
 	size_t mem_q = bc_keydir_memory(kd);
 	for (size_t i = 0; i < n; i++) {
-		key_of(i, seq, k);
+		key_of(i, seq, n, k);
 		bc_keydir_remove(kd, 0, k, KLEN, NULL);
 	}
 	size_t mem_0 = bc_keydir_memory(kd);
 
 	printf("keys             %zu x %d bytes, %s insertion order\n", n, KLEN,
-	       seq ? "sequential" : "random");
+	       seq == SEQ ? "sequential" : "random");
 	printf("bytes/key beyond the key: keydir %.2f  malloc %.2f  rss %.2f\n", per_key(mem, n),
 	       per_key(heap, n), per_key(grown, n));
 	printf("insert           %.0f ops/s\n", (double)n / t_put);
