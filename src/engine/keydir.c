@@ -3,19 +3,20 @@
  * The keydir: a B+tree of fixed 4 KiB nodes over composite keys (space byte, key bytes),
  * compared as memcmp does, a proper prefix first. The contract is in keydir.h.
  *
- * Nodes are slotted pages: a 16-byte header, an array of u32 slots in key order growing
- * up, and packed cells growing down from the end, so an entry costs its cell plus four
- * bytes and no malloc of its own. A slot is the cell's offset and its head: the two key
- * bytes after the plen bytes that every key able to reach the node shares (the common
- * prefix of the node's fence keys), so a binary search decides most steps on the slot
- * array alone and reads about one cell. A leaf cell is
+ * Nodes are slotted pages: a 16-byte header, an array of 6-byte slots in key order
+ * growing up, and packed cells growing down from the end, so an entry costs its cell plus
+ * six bytes and no malloc of its own. A slot is the cell's offset (u16) and its head: the
+ * four key bytes after the plen bytes that every key able to reach the node shares (the
+ * common prefix of the node's fence keys), so a binary search decides its steps on the
+ * slot array alone and reads about one cell, also for keys that differ only in a few
+ * trailing digits. A leaf cell is
  *
  *   varint klen | key bytes (or an 8-byte pointer to a shared out-of-line key) |
  *   ctrl | varint file | u32 offset | varint size | [varint mlen] | [u32 expire] |
  *   [u8 flags] | [object pointer]
  *
  * where ctrl says which optional fields are present, so a 16-byte key with no metadata
- * or expiry costs 29-30 bytes with its slot. An internal cell is the key part and a child
+ * or expiry costs 31-32 bytes with its slot. An internal cell is the key part and a child
  * pointer; the leftmost child lives in the header. Separators are the shortest prefix of
  * the right key that still separates; a key longer than INLINE_MAX is stored once, out of
  * line, reference counted, and separators derived from it share it.
@@ -66,7 +67,7 @@ struct node {
 	uint8_t level; /* 0 for leaves */
 	uint8_t plen; /* leading key bytes shared by every key that can reach the node */
 	struct node *link; /* leaf: next leaf in key order; internal: leftmost child */
-	uint32_t slot[]; /* n of: cell offset | head << 16, in key order */
+	uint8_t slots[]; /* n slots of SLOT bytes in key order: u16 cell offset, u32 head */
 };
 
 /* A key too long to keep in a cell; shared by the entry and the separators made from it. */
@@ -77,9 +78,11 @@ struct xkey {
 };
 
 #define NODE_SIZE ((size_t)BC_KD_NODE_SIZE)
-#define HDR offsetof(struct node, slot)
+#define HDR offsetof(struct node, slots)
 #define CAP (NODE_SIZE - HDR)
-#define SLOT sizeof(uint32_t)
+#define SLOT 6u
+/* Key bytes a slot keeps after the node's shared prefix (its head). */
+#define HEAD_BYTES 4u
 /* The largest cell plus its slot: eight fit in a node, so every rebuild can be cut. */
 #define MAX_ITEM (CAP / 8)
 /* Value part: ctrl, file 5, offset 4, size 5, mlen 3, expire 4, flags 1, object 8. */
@@ -93,8 +96,8 @@ struct xkey {
 #define MAX_HEIGHT 40
 #define UNDERFLOW (CAP * 7 / 16)
 #define COMPOSITE_MAX (BC_MAX_KEY + 1)
-/* The header and slot array of a node of 16-byte keys: about 120 slots in a leaf. */
-#define PREFETCH_BYTES 512
+/* The header and slot array of a leaf of 16-byte keys: about 120 slots. */
+#define PREFETCH_BYTES 768
 
 _Static_assert(NODE_SIZE >= 1024 && NODE_SIZE <= 32768, "node offsets are u16");
 _Static_assert(INLINE_MAX >= 64, "nodes too small for inline keys");
@@ -172,6 +175,18 @@ struct skey {
 enum { SEQ_NONE, SEQ_APPEND, SEQ_PREPEND };
 
 /* ---- encoding ---- */
+
+/* The n (1 to 8) bytes at p as a big-endian number. */
+static inline uint64_t load_be(const uint8_t *p, unsigned n)
+{
+	uint64_t x = 0;
+
+	memcpy(&x, p, n);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	x = __builtin_bswap64(x);
+#endif
+	return x >> (64 - 8 * n);
+}
 
 static inline size_t uv_put(uint8_t *p, uint32_t v)
 {
@@ -341,24 +356,49 @@ static void val_get(const uint8_t *p, struct bc_kval *v)
 
 /* ---- nodes ---- */
 
+static inline uint16_t slot_off(const struct node *nd, unsigned i)
+{
+	uint16_t o;
+
+	memcpy(&o, nd->slots + SLOT * i, sizeof(o));
+	return o;
+}
+
+static inline uint32_t slot_head(const struct node *nd, unsigned i)
+{
+	uint32_t h;
+
+	memcpy(&h, nd->slots + SLOT * i + sizeof(uint16_t), sizeof(h));
+	return h;
+}
+
+static inline void slot_set(struct node *nd, unsigned i, size_t off, uint32_t head)
+{
+	uint16_t o = (uint16_t)off;
+
+	memcpy(nd->slots + SLOT * i, &o, sizeof(o));
+	memcpy(nd->slots + SLOT * i + sizeof(o), &head, sizeof(head));
+}
+
 static inline uint8_t *cell_at(const struct node *nd, unsigned i)
 {
-	return (uint8_t *)nd + (uint16_t)nd->slot[i];
+	return (uint8_t *)nd + slot_off(nd, i);
 }
 
 /*
- * A slot's head: the two key bytes after the node's plen shared bytes (zero past the
- * key's end). For keys that share those plen bytes, a smaller head means a smaller key,
- * so a search decides most steps from the slot array without touching the cell.
+ * A slot's head: the HEAD_BYTES key bytes after the node's plen shared bytes (zero past
+ * the key's end), as a big-endian number. For keys that share those plen bytes, a smaller
+ * head means a smaller key, so a search decides its steps from the slot array and reads
+ * the one cell whose head equals the key's, or a few where keys share more bytes.
  */
 static inline uint32_t head_of(const uint8_t *k, size_t kl, unsigned plen)
 {
 	uint32_t h = 0;
 
-	if (kl > plen)
-		h = (uint32_t)k[plen] << 8;
-	if (kl > plen + 1u)
-		h |= k[plen + 1];
+	if (kl >= plen + HEAD_BYTES)
+		return (uint32_t)load_be(k + plen, HEAD_BYTES);
+	for (unsigned j = 0; j < HEAD_BYTES; j++)
+		h = h << 8 | (plen + j < kl ? k[plen + j] : 0);
 	return h;
 }
 
@@ -417,7 +457,7 @@ static void node_compact(struct node *nd)
 		size_t len = cell_len(t->level, c);
 		top -= len;
 		memcpy((uint8_t *)nd + top, c, len);
-		nd->slot[i] = (uint32_t)top | (t->slot[i] & 0xffff0000u);
+		slot_set(nd, i, top, slot_head(t, i));
 	}
 	nd->top = (uint16_t)top;
 }
@@ -429,8 +469,8 @@ static void node_insert(struct node *nd, unsigned pos, const uint8_t *cell, size
 		node_compact(nd);
 	nd->top = (uint16_t)(nd->top - len);
 	memcpy((uint8_t *)nd + nd->top, cell, len);
-	memmove(&nd->slot[pos + 1], &nd->slot[pos], (nd->n - pos) * sizeof(nd->slot[0]));
-	nd->slot[pos] = nd->top | cell_head(cell, nd->plen) << 16;
+	memmove(nd->slots + SLOT * (pos + 1), nd->slots + SLOT * pos, (nd->n - pos) * SLOT);
+	slot_set(nd, pos, nd->top, cell_head(cell, nd->plen));
 	nd->n++;
 	nd->used = (uint16_t)(nd->used + len);
 }
@@ -439,11 +479,11 @@ static void node_delete(struct node *nd, unsigned pos)
 {
 	size_t len = cell_len(nd->level, cell_at(nd, pos));
 
-	if ((uint16_t)nd->slot[pos] == nd->top)
+	if (slot_off(nd, pos) == nd->top)
 		nd->top = (uint16_t)(nd->top + len);
 	nd->used = (uint16_t)(nd->used - len);
 	nd->n--;
-	memmove(&nd->slot[pos], &nd->slot[pos + 1], (nd->n - pos) * sizeof(nd->slot[0]));
+	memmove(nd->slots + SLOT * pos, nd->slots + SLOT * (pos + 1), (nd->n - pos) * SLOT);
 	if (!nd->n)
 		nd->top = (uint16_t)NODE_SIZE;
 }
@@ -470,7 +510,7 @@ static void node_build(struct node *nd, unsigned level, unsigned plen, const str
 	for (; i < n; i++) {
 		top -= it[i].len;
 		memcpy((uint8_t *)nd + top, it[i].p, it[i].len);
-		nd->slot[nd->n++] = (uint32_t)top | cell_head(it[i].p, plen) << 16;
+		slot_set(nd, nd->n++, top, cell_head(it[i].p, plen));
 		nd->used = (uint16_t)(nd->used + it[i].len);
 	}
 	nd->top = (uint16_t)top;
@@ -595,16 +635,9 @@ static inline int bytes_cmp(const uint8_t *a, const uint8_t *b, size_t n)
 	if (n > 64)
 		return memcmp(a, b, n);
 	for (; n >= 8; a += 8, b += 8, n -= 8) {
-		uint64_t x, y;
-		memcpy(&x, a, 8);
-		memcpy(&y, b, 8);
-		if (x != y) {
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-			x = __builtin_bswap64(x);
-			y = __builtin_bswap64(y);
-#endif
+		uint64_t x = load_be(a, 8), y = load_be(b, 8);
+		if (x != y)
 			return x < y ? -1 : 1;
-		}
 	}
 	for (; n; a++, b++, n--)
 		if (*a != *b)
@@ -631,29 +664,23 @@ static inline uint32_t skey_head(const struct skey *s, unsigned plen)
 	uint32_t h = 0;
 
 	/* composite byte i is the space for i == 0, else key byte i - 1 */
-	if (!plen) {
-		h = s->space << 8;
-		if (s->len)
-			h |= s->k[0];
-		return h;
-	}
-	if (s->len >= plen)
-		h = (uint32_t)s->k[plen - 1] << 8;
-	if (s->len > plen)
-		h |= s->k[plen];
+	if (plen && s->len >= plen - 1 + HEAD_BYTES)
+		return (uint32_t)load_be(s->k + plen - 1, HEAD_BYTES);
+	for (unsigned j = 0, i = plen; j < HEAD_BYTES; j++, i++)
+		h = h << 8 | (!i ? s->space : i - 1 < s->len ? s->k[i - 1] : 0);
 	return h;
 }
 
 /* s against cell i of nd, by head when the heads differ. */
 static inline int slot_cmp(const struct node *nd, unsigned i, const struct skey *s, uint32_t sh)
 {
-	uint32_t sl = nd->slot[i], ch = sl >> 16;
+	uint32_t ch = slot_head(nd, i);
 	const uint8_t *k;
 	size_t kl;
 
 	if (sh != ch)
 		return sh < ch ? -1 : 1;
-	kpart((const uint8_t *)nd + (uint16_t)sl, &k, &kl);
+	kpart(cell_at(nd, i), &k, &kl);
 	return skey_cmp(s, k, kl);
 }
 
@@ -1408,7 +1435,7 @@ static void close_node(struct node *nd, const uint8_t *lo, size_t lol, const uin
 	size_t l = lcp(lo, lol, k, kl);
 	nd->plen = (uint8_t)(l > 255 ? 255 : l);
 	for (unsigned i = 0; i < nd->n; i++)
-		nd->slot[i] = (nd->slot[i] & 0xffffu) | cell_head(cell_at(nd, i), nd->plen) << 16;
+		slot_set(nd, i, slot_off(nd, i), cell_head(cell_at(nd, i), nd->plen));
 }
 
 /*
@@ -1773,13 +1800,13 @@ static int check_node(struct check *ck, const struct node *nd, unsigned level, c
 	for (unsigned i = 0; i < nd->n; i++) {
 		const uint8_t *c = cell_at(nd, i), *k;
 		size_t kl;
-		if ((uint16_t)nd->slot[i] < nd->top)
+		if (slot_off(nd, i) < nd->top)
 			FAIL("cell below top");
 		kpart(c, &k, &kl);
 		size_t len = cell_len(level, c);
-		if ((uint16_t)nd->slot[i] + len > NODE_SIZE)
+		if (slot_off(nd, i) + len > NODE_SIZE)
 			FAIL("cell past the node end");
-		if (nd->slot[i] >> 16 != head_of(k, kl, nd->plen))
+		if (slot_head(nd, i) != head_of(k, kl, nd->plen))
 			FAIL("slot head does not match its key");
 		used += len;
 		if (kl < 1 || kl > COMPOSITE_MAX)
