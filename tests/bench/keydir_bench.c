@@ -4,8 +4,8 @@
  * sequential keys inserted in order, or kvbench's keys: "k" and 15 decimal digits, inserted
  * in a random order), then report memory per key beyond the 16 key bytes
  * three ways (bc_keydir_memory, malloc's in-use bytes from mallinfo2, RSS growth), and
- * the rates of insert, random get, full scan and random delete. Keys are recomputed from
- * their index, so the program holds no copy of them and RSS is the keydir's.
+ * the rates of insert, random get, get of absent keys, full scan and random delete. Keys are
+ * recomputed from their index, so the program holds no copy of them and RSS is the keydir's.
  *
  *   keydir_bench [N (default 1000000)] [random|seq|decimal (default random)]
  *
@@ -144,6 +144,20 @@ int main(int argc, char **argv)
 	}
 	double t_get = now() - t;
 
+	/* absent keys: kvbench's "m" prefix for decimal keys, indices past n for the others */
+	size_t misses = 0;
+	t = now();
+	for (size_t i = 0; i < gets; i++) {
+		rng ^= rng << 13;
+		rng ^= rng >> 7;
+		rng ^= rng << 17;
+		key_of(seq == DECIMAL ? rng % n : n + rng % n, seq, n, k);
+		if (seq == DECIMAL)
+			k[0] = 'm';
+		misses += !bc_keydir_get(kd, 0, k, KLEN, NULL);
+	}
+	double t_miss = now() - t;
+
 	t = now();
 	bc_keydir_scan_all(kd, count_fn, &sink);
 	double t_scan = now() - t;
@@ -175,6 +189,8 @@ int main(int argc, char **argv)
 	       per_key(heap, n), per_key(grown, n));
 	printf("insert           %.0f ops/s\n", (double)n / t_put);
 	printf("get (random)     %.0f ops/s  (%zu of %zu found)\n", (double)gets / t_get, hits,
+	       gets);
+	printf("get (missing)    %.0f ops/s  (%zu of %zu absent)\n", (double)gets / t_miss, misses,
 	       gets);
 	printf("scan             %.0f keys/s\n", (double)n / t_scan);
 	printf("delete (random)  %.0f ops/s\n", (double)n_del / t_del);
