@@ -519,18 +519,20 @@ static void node_build(struct node *nd, unsigned level, unsigned plen, const str
 /* ---- allocation ---- */
 
 /* Every allocation goes through here, so tests can fail one on purpose. */
+/* Tests: whether this allocation is the one bc_keydir_fail_alloc asked to fail. */
+static bool alloc_fails(struct bc_keydir *kd)
+{
+	return kd->fail_in && !--kd->fail_in;
+}
+
 static void *kd_malloc(struct bc_keydir *kd, size_t len)
 {
-	if (kd->fail_in && !--kd->fail_in)
-		return NULL;
-	return malloc(len);
+	return alloc_fails(kd) ? NULL : malloc(len);
 }
 
 static struct node *node_alloc(struct bc_keydir *kd)
 {
-	if (kd->fail_in && !--kd->fail_in)
-		return NULL;
-	struct node *nd = bc_slab_alloc(&kd->mem);
+	struct node *nd = alloc_fails(kd) ? NULL : bc_slab_alloc(&kd->mem);
 
 	if (nd)
 		kd->nodes++;

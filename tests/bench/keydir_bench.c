@@ -34,9 +34,16 @@ static uint64_t mix(uint64_t x)
 
 enum shape { RANDOM, SEQ, DECIMAL };
 
-static void key_of(uint64_t i, enum shape seq, uint64_t n, uint8_t *k)
+static uint64_t xorshift(uint64_t x)
 {
-	if (seq == DECIMAL) {
+	x ^= x << 13;
+	x ^= x >> 7;
+	return x ^ x << 17;
+}
+
+static void key_of(uint64_t i, enum shape shape, uint64_t n, uint8_t *k)
+{
+	if (shape == DECIMAL) {
 		/* a bijection on [0, n) unless n is a multiple of the prime 2654435761 */
 		uint64_t j = (i * UINT64_C(2654435761) + 12345) % n;
 		k[0] = 'k';
@@ -44,7 +51,7 @@ static void key_of(uint64_t i, enum shape seq, uint64_t n, uint8_t *k)
 			k[d] = (uint8_t)('0' + j % 10);
 		return;
 	}
-	if (seq == SEQ) {
+	if (shape == SEQ) {
 		memcpy(k, "seqkey00", 8);
 		for (int b = 0; b < 8; b++)
 			k[8 + b] = (uint8_t)(i >> (56 - 8 * b));
@@ -100,7 +107,7 @@ static double per_key(size_t bytes, size_t n)
 int main(int argc, char **argv)
 {
 	size_t n = argc > 1 ? strtoull(argv[1], NULL, 0) : 1000000;
-	enum shape seq = argc <= 2	      ? RANDOM
+	enum shape shape = argc <= 2	      ? RANDOM
 		: !strcmp(argv[2], "seq")     ? SEQ
 		: !strcmp(argv[2], "decimal") ? DECIMAL
 					      : RANDOM;
@@ -119,7 +126,7 @@ int main(int argc, char **argv)
 	double t = now();
 	for (size_t i = 0; i < n; i++) {
 		struct bc_kval v = val_of(i);
-		key_of(i, seq, n, k);
+		key_of(i, shape, n, k);
 		if (bc_keydir_put(kd, 0, k, KLEN, &v, NULL, NULL)) {
 			fprintf(stderr, "put failed at %zu\n", i);
 			return 1;
@@ -132,11 +139,9 @@ int main(int argc, char **argv)
 	size_t gets = n < 2000000 ? 2000000 : n, hits = 0;
 	t = now();
 	for (size_t i = 0; i < gets; i++) {
-		rng ^= rng << 13;
-		rng ^= rng >> 7;
-		rng ^= rng << 17;
+		rng = xorshift(rng);
 		struct bc_kval v;
-		key_of(rng % n, seq, n, k);
+		key_of(rng % n, shape, n, k);
 		if (bc_keydir_get(kd, 0, k, KLEN, &v)) {
 			hits++;
 			sink += v.loc.offset;
@@ -148,11 +153,9 @@ int main(int argc, char **argv)
 	size_t misses = 0;
 	t = now();
 	for (size_t i = 0; i < gets; i++) {
-		rng ^= rng << 13;
-		rng ^= rng >> 7;
-		rng ^= rng << 17;
-		key_of(seq == DECIMAL ? rng % n : n + rng % n, seq, n, k);
-		if (seq == DECIMAL)
+		rng = xorshift(rng);
+		key_of(shape == DECIMAL ? rng % n : n + rng % n, shape, n, k);
+		if (shape == DECIMAL)
 			k[0] = 'm';
 		misses += !bc_keydir_get(kd, 0, k, KLEN, NULL);
 	}
@@ -171,20 +174,20 @@ int main(int argc, char **argv)
 		size_t j = (size_t)(((uint64_t)i * step + 12345) % n);
 		if (j % 4 == 0)
 			continue;
-		key_of(j, seq, n, k);
+		key_of(j, shape, n, k);
 		left -= bc_keydir_remove(kd, 0, k, KLEN, NULL);
 	}
 	double t_del = now() - t;
 	size_t n_del = n - left;
 	size_t mem_q = bc_keydir_memory(kd);
 	for (size_t i = 0; i < n; i++) {
-		key_of(i, seq, n, k);
+		key_of(i, shape, n, k);
 		bc_keydir_remove(kd, 0, k, KLEN, NULL);
 	}
 	size_t mem_0 = bc_keydir_memory(kd);
 
 	printf("keys             %zu x %d bytes, %s insertion order\n", n, KLEN,
-	       seq == SEQ ? "sequential" : "random");
+	       shape == SEQ ? "sequential" : "random");
 	printf("bytes/key beyond the key: keydir %.2f  malloc %.2f  rss %.2f\n", per_key(mem, n),
 	       per_key(heap, n), per_key(grown, n));
 	printf("insert           %.0f ops/s\n", (double)n / t_put);
