@@ -2,8 +2,9 @@
 /*
  * Unit tests for slab.c: blocks aligned, distinct and keeping their bytes across many
  * slabs; the memory figure exact on small pages and bounded with huge ones; frees handing
- * memory back (the figure and the process's RSS); empty slabs unmapped but one; huge slabs
- * demoted once under half of their high-water mark; teardown with blocks still out.
+ * memory back (the figure, and the freed blocks' pages no longer resident); empty slabs unmapped
+ * but one; huge slabs demoted once under half of their high-water mark; teardown with blocks still
+ * out.
  */
 #include <check.h>
 #include <stdbool.h>
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "slab.h"
@@ -19,15 +21,21 @@
 #define UNIT ((size_t)4096)
 #define PER_SLAB (BC_SLAB_SIZE / UNIT - 1) /* blocks after the one-block header */
 
-static size_t rss(void)
+/* Resident pages among the blocks of b[0..n) that are (live) or are not (!live) NULL. */
+static size_t resident(void *const *b, const void *const *was, size_t n, bool live)
 {
-	long pages = 0, res = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
+	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = UNIT / page, count = 0;
+	unsigned char vec[16];
 
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &res), 2);
-	fclose(f);
-	return (size_t)res * (size_t)sysconf(_SC_PAGESIZE);
+	ck_assert_uint_le(pages, sizeof(vec));
+	for (size_t i = 0; i < n; i++) {
+		if ((b[i] != NULL) != live)
+			continue;
+		ck_assert_int_eq(mincore((void *)was[i], UNIT, vec), 0);
+		for (size_t j = 0; j < pages; j++)
+			count += vec[j] & 1;
+	}
+	return count * page;
 }
 
 /* Allocate n blocks into b, each filled with its own index. */
@@ -91,14 +99,13 @@ START_TEST(frees_give_memory_back)
 {
 	struct bc_slabs sl;
 	enum { N = 3 * PER_SLAB };
-	void **b = calloc(N, sizeof(*b));
+	void **b = calloc(N, sizeof(*b)), **was = calloc(N, sizeof(*was));
 
 	bc_slabs_init(&sl, UNIT);
 	sl.small_only = true;
-	size_t r0 = rss();
 	fill(&sl, b, N);
-	size_t r1 = rss();
-	ck_assert_uint_ge(r1, r0 + N * UNIT * 9 / 10);
+	memcpy(was, b, N * sizeof(*b));
+	ck_assert_uint_eq(resident(b, (const void *const *)was, N, true), N * UNIT);
 	ck_assert_uint_eq(bc_slabs_memory(&sl), small_bytes(3, N));
 
 	/* three blocks in four, across every slab: no slab empties, memory follows anyway */
@@ -112,9 +119,9 @@ START_TEST(frees_give_memory_back)
 	verify(b, N);
 	ck_assert_uint_eq(sl.slabs, 3);
 	ck_assert_uint_eq(bc_slabs_memory(&sl), small_bytes(3, live));
-	size_t r2 = rss();
-	ck_assert_msg(r2 + (N - live) * UNIT * 9 / 10 <= r1, "rss %zu -> %zu after freeing %zu", r1,
-		      r2, N - live);
+	/* the freed blocks' pages are gone from memory, the live ones' are not */
+	ck_assert_uint_eq(resident(b, (const void *const *)was, N, false), 0);
+	ck_assert_uint_eq(resident(b, (const void *const *)was, N, true), live * UNIT);
 
 	/* freed blocks are reused before a new slab is mapped */
 	for (size_t i = 0; i < N; i++)
@@ -139,6 +146,7 @@ START_TEST(frees_give_memory_back)
 	bc_slabs_fini(&sl);
 	ck_assert_uint_eq(sl.slabs, 0);
 	free(b);
+	free(was);
 }
 END_TEST
 
