@@ -123,70 +123,81 @@ if [ "$n" -ge 4 ]; then
 	[ "$fd1" -le $((fd0 + 4)) ] || fail "daemon's other fds grew from $fd0 to $fd1"
 fi
 
-# What a journal prefix says must exist: "name md5" of files written and not deleted.
-expected() { # journal lines
-	awk '$1 == "W" { s[$2] = $3 } $1 == "D" { delete s[$2] } END { for (k in s) print k, s[k] }'
-}
-# verify_tree MNT MUST GONE: every file in MUST ("name md5") is there with its md5, no file
-# in GONE (names) is there, and every file there holds something its writer wrote.
-verify_tree() {
-	local mnt=$1 must=$2 gone=$3 name sum got
-	while read -r name sum; do
-		[ "$(md5sum <"$mnt/$name" | cut -d' ' -f1)" = "$sum" ] || fail "$mnt/$name missing or wrong"
-	done <"$must"
-	while read -r name; do
-		[ ! -e "$mnt/$name" ] || fail "$mnt/$name was deleted before the backup but is in it"
-	done <"$gone"
-	(cd "$mnt" && find w0 w1 -type f 2>/dev/null) | while read -r name; do
-		content_ok "$mnt" "$name" || fail "$mnt/$name holds content never written"
-	done
-}
-# content_ok MNT NAME: the file holds what its writer wrote, or (it was being written when
-# the backup was taken, like a crash) a prefix of it.
-content_ok() {
-	local f=$1/$2 rec len
-	rec=$(grep -h "^W $2 " "$T/journal.0" "$T/journal.1") || return 1
-	set -- $rec
-	[ "$(md5sum <"$f" | cut -d' ' -f1)" = "$3" ] && return 0
-	len=$(stat -c %s "$f")
-	[ "$len" -lt "$5" ] && dd if="$T/src" iflag=skip_bytes,count_bytes skip="$4" count="$len" \
-		status=none | cmp -s - "$f"
-}
-# must_gone I: the lists for snapshot I. Must: written before the command and not deleted
-# by the time it returned; gone: deleted before the command.
-must_gone() {
-	local i=$1 w
-	for w in 0 1; do head -n "$(cat "$T/snap$i.before.$w")" "$T/journal.$w"; done |
-		awk '$1 == "W" { print $2, $3 }' >"$T/w-before"
-	for w in 0 1; do head -n "$(cat "$T/snap$i.after.$w")" "$T/journal.$w"; done |
-		awk '$1 == "D" { print $2 }' >"$T/d-after"
-	for w in 0 1; do head -n "$(cat "$T/snap$i.before.$w")" "$T/journal.$w"; done |
-		awk '$1 == "D" { print $2 }' >"$T/gone"
-	awk 'NR == FNR { d[$1] = 1; next } !($1 in d)' "$T/d-after" "$T/w-before" >"$T/must"
+# The verification is linear in the journals: one table of every file written, one listing
+# per backup, one awk pass over both.
+# table: "name md5 skip size written-at deleted-at", line numbers in the file's own journal
+# (deleted-at 0: never deleted).
+for w in 0 1; do
+	awk '$1 == "W" { md5[$2] = $3; skip[$2] = $4; size[$2] = $5; at[$2] = NR }
+		$1 == "D" { del[$2] = NR }
+		END { for (k in md5) print k, md5[k], skip[k], size[k], at[k], (k in del) ? del[k] : 0 }' \
+		"$T/journal.$w"
+done >"$T/table"
+all=$(awk '$6 == 0' "$T/table" | wc -l)
+
+# check_tree MNT LABEL [BEFORE0 BEFORE1 AFTER0 AFTER1]: every file in MNT holds what its writer
+# wrote or (it was being written when the backup was taken, like a crash) a prefix of it.
+# With the journal lengths taken just before and just after a snapshot (or "all" for the end
+# state): every file written before it and not deleted by its end is there and exact, and
+# every file deleted before it is absent.
+check_tree() {
+	local mnt=$1 label=$2 b0=${3:-} b1=${4:-} a0=${5:-} a1=${6:-} name skip len
+	(cd "$mnt" && find w0 w1 -type f -printf '%p %s\n') | LC_ALL=C sort >"$T/sizes" ||
+		fail "$label: cannot list it"
+	(cd "$mnt" && find w0 w1 -type f -print0 | xargs -0 -r md5sum) | awk '{ print $2, $1 }' |
+		LC_ALL=C sort >"$T/sums" || fail "$label: cannot read every file"
+	LC_ALL=C join "$T/sizes" "$T/sums" >"$T/have" # name size md5
+	awk -v b0="$b0" -v b1="$b1" -v a0="$a0" -v a1="$a1" '
+		function lim(v) { return v == "all" ? 1e18 : v == "" ? -1 : v + 0 }
+		BEGIN { before[0] = lim(b0); before[1] = lim(b1); after[0] = lim(a0); after[1] = lim(a1) }
+		NR == FNR {
+			w = substr($1, 2, 1); md5[$1] = $2; skip[$1] = $3; size[$1] = $4
+			if ($6 > 0 && $6 <= before[w]) absent[$1] = 1
+			else if ($5 <= before[w] && ($6 == 0 || $6 > after[w])) { must[$1] = 1; nmust++ }
+			next
+		}
+		{
+			seen[$1] = 1; nhave++
+			if (!($1 in md5)) print "FAIL", $1, "was never written"
+			else if ($1 in absent) print "FAIL", $1, "was deleted before the backup but is in it"
+			else if ($3 == md5[$1]) next
+			else if ($1 in must || $2 >= size[$1]) print "FAIL", $1, "is not as written"
+			else { print "PREFIX", $1, skip[$1], $2; nprefix++ }
+		}
+		END {
+			for (k in must) if (!(k in seen)) print "FAIL", k, "is missing"
+			print "COUNT", nhave + 0, nmust + 0, nprefix + 0
+		}
+	' "$T/table" "$T/have" >"$T/verdict"
+	if grep -q '^FAIL' "$T/verdict"; then
+		grep -m 5 '^FAIL' "$T/verdict" | sed "s|^FAIL|$label:|" >&2
+		fail "$label: $(grep -c '^FAIL' "$T/verdict") wrong files"
+	fi
+	while read -r _ name skip len; do
+		dd if="$T/src" iflag=skip_bytes,count_bytes skip="$skip" count="$len" status=none |
+			cmp -s - "$mnt/$name" || fail "$label: $name holds content never written"
+	done < <(grep '^PREFIX' "$T/verdict" || true)
+	read -r _ checked_files checked_must checked_prefixes < <(grep '^COUNT' "$T/verdict")
+	[ "$checked_files" -eq "$(wc -l <"$T/sizes")" ] || fail "$label: could not read every file"
 }
 
 bcfs_umount "$M"
 for ((i = 1; i <= snaps; i++)); do
-	must_gone "$i"
 	bcfs_mount "$T/backup-snap$i" "$T/mb" -o ro
-	verify_tree "$T/mb" "$T/must" "$T/gone"
-	echo "snapshot backup $i: $(wc -l <"$T/must") files required, all exact"
+	check_tree "$T/mb" "snapshot backup $i" "$(cat "$T/snap$i.before.0")" \
+		"$(cat "$T/snap$i.before.1")" "$(cat "$T/snap$i.after.0")" "$(cat "$T/snap$i.after.1")"
+	echo "snapshot backup $i: $checked_must files required, all exact; $checked_files files in all"
 	bcfs_umount "$T/mb"
 done
-all=$( (cat "$T/journal.0" "$T/journal.1") | expected | wc -l)
 for ((i = 1; i <= lives; i++)); do
 	bcfs_mount "$T/backup-live$i" "$T/ml" -o ro
-	have=$( (cd "$T/ml" && find w0 w1 -type f 2>/dev/null) | wc -l)
-	(cd "$T/ml" && find w0 w1 -type f 2>/dev/null) | while read -r name; do
-		content_ok "$T/ml" "$name" || fail "live backup $i: $name holds content never written"
-	done
-	echo "live rsync backup $i: $have files, each as written (or a prefix: copied mid-write)"
+	check_tree "$T/ml" "live backup $i"
+	echo "live rsync backup $i: $checked_files files, each as written ($checked_prefixes a prefix: copied mid-write)"
 	bcfs_umount "$T/ml"
 done
 bcfs_mount "$D" "$M"
-(cat "$T/journal.0" "$T/journal.1") | expected >"$T/list"
-(cat "$T/journal.0" "$T/journal.1") | awk '$1 == "D" { print $2 }' >"$T/gone"
-verify_tree "$M" "$T/list" "$T/gone"
+check_tree "$M" "store after the soak" all all all all
+[ "$checked_files" -eq "$all" ] || fail "store after the soak: $checked_files files, $all expected"
 echo "store after the soak: all $all files present and exact"
 bcfs_umount "$M"
 pass
