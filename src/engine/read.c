@@ -44,6 +44,16 @@ static int file_read(struct bc_db *db, struct bc_file *f, void *buf, size_t len,
 	return rc == -ENODATA ? -EBADMSG : rc;
 }
 
+/* Count and log a record that failed its check on read; returns -EBADMSG. */
+static int bad_record(struct bc_db *db, const struct bc_file *f, const struct bc_loc *loc)
+{
+	atomic_fetch_add(&db->n_read_err, 1);
+	bc_log(db, BC_LOG_ERROR,
+	       "%s/%016" PRIx64 ".data: offset %" PRIu32 ": record failed its check on read",
+	       db->dir, f->id, loc->offset);
+	return -EBADMSG;
+}
+
 /* Decode the record of loc from bytes p (read or mapped); counts and logs a failure. */
 static int check_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc,
 			const uint8_t *p, struct bc_record *rec)
@@ -52,14 +62,7 @@ static int check_record(struct bc_db *db, struct bc_file *f, const struct bc_loc
 	int rc = bc_record_decode(p, loc->size, rec, &used);
 	if (!rc && used != loc->size)
 		rc = -EBADMSG;
-	if (rc == -EBADMSG) {
-		atomic_fetch_add(&db->n_read_err, 1);
-		bc_log(db, BC_LOG_ERROR,
-		       "%s/%016" PRIx64 ".data: offset %" PRIu32
-		       ": record failed its check on read",
-		       db->dir, f->id, loc->offset);
-	}
-	return rc;
+	return rc == -EBADMSG ? bad_record(db, f, loc) : rc;
 }
 
 int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf,
@@ -163,6 +166,19 @@ static int key_record(struct bc_db *db, unsigned space, const void *key, size_t 
 	return rc ? rc : read_pinned(db, f, v, buf, rec);
 }
 
+/* Read chunk c's record with its data into dst (c->dlen bytes) and check it. */
+static int chunk_read_direct(struct bc_db *db, struct bc_file *f, const struct bc_chunk *c,
+			     uint8_t *dst)
+{
+	uint8_t head[BC_CHUNK_HEAD];
+	struct bc_record rec;
+	struct iovec iov[2] = {{head, sizeof(head)}, {dst, c->dlen}};
+	int rc = bc_io_preadv_full(db->io, f->fd, iov, 2, c->loc.offset);
+	if (rc)
+		return rc == -ENODATA ? -EBADMSG : rc;
+	return bc_record_decode_chunk(head, dst, c->dlen, &rec) ? bad_record(db, f, &c->loc) : 0;
+}
+
 /*
  * Copy bytes [off, off+len) of chunk idx of object *id (0: whichever the key links to
  * now, and set *id) into dst (zeros for holes and past the chunk's data). -ENOENT if the
@@ -212,9 +228,19 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 		return rc;
 	}
 	*want = id;
+	struct bc_record rec;
+	if (off == 0 && len >= c.dlen && c.loc.size == BC_CHUNK_HEAD + c.dlen &&
+	    !read_mapped(f, c.loc.offset, c.loc.size)) {
+		/* The whole chunk is wanted: its data goes straight to dst, not through a
+		 * buffer (a sequential read of a big file costs one copy less). */
+		rc = chunk_read_direct(db, f, &c, dst);
+		bc_file_put(db, f);
+		if (!rc)
+			memset(dst + c.dlen, 0, len - c.dlen);
+		return rc;
+	}
 	if (!*tmp)
 		*tmp = malloc(BC_MAX_RECORD);
-	struct bc_record rec;
 	rc = *tmp ? bc_read_record(db, f, &c.loc, *tmp, &rec) : -ENOMEM;
 	bc_file_put(db, f);
 	if (rc)

@@ -139,6 +139,33 @@ int bc_record_decode(const uint8_t *buf, size_t len, struct bc_record *rec, size
 	return 0;
 }
 
+int bc_record_decode_chunk(const uint8_t head[BC_CHUNK_HEAD], const uint8_t *data, uint32_t dlen,
+			   struct bc_record *rec)
+{
+	uint32_t total;
+
+	memset(rec, 0, sizeof(*rec));
+	if (bc_record_check_header(head, &total) || head[BC_RH_TYPE] != BC_REC_CHUNK ||
+	    total != BC_CHUNK_HEAD + (uint64_t)dlen)
+		return -EBADMSG;
+	uint32_t crc = bc_crc32c(bc_crc32c(0, head + 4, BC_CHUNK_HEAD - 4), data, dlen);
+	if (crc != bc_le32(head + BC_RH_CRC))
+		return -EBADMSG;
+	rec->type = BC_REC_CHUNK;
+	rec->flags = head[BC_RH_FLAGS];
+	rec->space = head[BC_RH_SPACE];
+	rec->time_ns = bc_le64(head + BC_RH_TIME);
+	rec->expire_s = bc_le64(head + BC_RH_EXPIRE);
+	rec->vlen = BC_CHUNK_PREFIX + dlen;
+	rec->value = head + BC_REC_HEADER_SIZE;
+	if (decode_value(rec)) {
+		memset(rec, 0, sizeof(*rec));
+		return -EBADMSG;
+	}
+	rec->data = data;
+	return 0;
+}
+
 /* The header fields, everything but the CRC. */
 static void put_fields(uint8_t *out, uint8_t type, uint8_t flags, uint8_t space, uint64_t time_ns,
 		       uint64_t expire_s, uint32_t klen, uint32_t mlen, uint32_t vlen)

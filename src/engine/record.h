@@ -56,6 +56,18 @@ int bc_record_check_header(const uint8_t *hdr, uint32_t *total);
  */
 int bc_record_decode(const uint8_t *buf, size_t len, struct bc_record *rec, size_t *used);
 
+/* Bytes of a CHUNK record before its data: the header and the 16-byte prefix. */
+#define BC_CHUNK_HEAD (BC_REC_HEADER_SIZE + BC_CHUNK_PREFIX)
+
+/*
+ * Decode a CHUNK record read in two pieces: its first BC_CHUNK_HEAD bytes at head and its
+ * dlen data bytes at data (read straight into a caller's buffer). The same checks as
+ * bc_record_decode; rec->data points at data and rec->value at the prefix in head. -EBADMSG if it
+ * is not a CHUNK record of BC_CHUNK_HEAD + dlen bytes or the CRC does not match.
+ */
+int bc_record_decode_chunk(const uint8_t head[BC_CHUNK_HEAD], const uint8_t *data, uint32_t dlen,
+			   struct bc_record *rec);
+
 /*
  * Encode a record with the given fields into out, which must hold
  * bc_record_size(klen, mlen, vlen) bytes; the value field is given as the caller's bytes
