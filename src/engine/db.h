@@ -365,6 +365,13 @@ int bc_sync_all(struct bc_db *db);
 int bc_read_record(struct bc_db *db, struct bc_file *f, const struct bc_loc *loc, uint8_t *buf,
 		   struct bc_record *rec);
 /*
+ * Read chunk c of f (a reference taken under kd_lock with c) and check it: its c->dlen data
+ * bytes go straight into dst, the record's head to a local buffer (preadv), so the data is
+ * copied once. -EBADMSG (logged, counted) if the record there is not a CHUNK record of
+ * BC_CHUNK_HEAD + c->dlen bytes or fails its CRC.
+ */
+int bc_chunk_load(struct bc_db *db, struct bc_file *f, const struct bc_chunk *c, uint8_t *dst);
+/*
  * Look up a live key and take a reference on its record's file in one critical section,
  * so the location cannot go stale. -ENOENT if absent or expired; release with bc_file_put.
  */

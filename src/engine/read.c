@@ -166,17 +166,25 @@ static int key_record(struct bc_db *db, unsigned space, const void *key, size_t 
 	return rc ? rc : read_pinned(db, f, v, buf, rec);
 }
 
-/* Read chunk c's record with its data into dst (c->dlen bytes) and check it. */
-static int chunk_read_direct(struct bc_db *db, struct bc_file *f, const struct bc_chunk *c,
-			     uint8_t *dst)
+int bc_chunk_load(struct bc_db *db, struct bc_file *f, const struct bc_chunk *c, uint8_t *dst)
 {
-	uint8_t head[BC_CHUNK_HEAD];
+	const struct bc_loc *loc = &c->loc;
 	struct bc_record rec;
+	if (loc->size != BC_CHUNK_HEAD + (uint64_t)c->dlen)
+		return bad_record(db, f, loc);
+	if (read_mapped(f, loc->offset, loc->size)) {
+		const uint8_t *p = f->map + loc->offset;
+		if (bc_record_decode_chunk(p, p + BC_CHUNK_HEAD, c->dlen, &rec))
+			return bad_record(db, f, loc);
+		memcpy(dst, rec.data, c->dlen);
+		return 0;
+	}
+	uint8_t head[BC_CHUNK_HEAD];
 	struct iovec iov[2] = {{head, sizeof(head)}, {dst, c->dlen}};
-	int rc = bc_io_preadv_full(db->io, f->fd, iov, 2, c->loc.offset);
+	int rc = bc_io_preadv_full(db->io, f->fd, iov, 2, loc->offset);
 	if (rc)
 		return rc == -ENODATA ? -EBADMSG : rc;
-	return bc_record_decode_chunk(head, dst, c->dlen, &rec) ? bad_record(db, f, &c->loc) : 0;
+	return bc_record_decode_chunk(head, dst, c->dlen, &rec) ? bad_record(db, f, loc) : 0;
 }
 
 /*
@@ -228,27 +236,23 @@ static int chunk_read(struct bc_db *db, unsigned space, const void *key, size_t 
 		return rc;
 	}
 	*want = id;
-	struct bc_record rec;
-	if (off == 0 && len >= c.dlen && c.loc.size == BC_CHUNK_HEAD + c.dlen &&
-	    !read_mapped(f, c.loc.offset, c.loc.size)) {
+	if (off == 0 && len >= c.dlen) {
 		/* The whole chunk is wanted: its data goes straight to dst, not through a
 		 * buffer (a sequential read of a big file costs one copy less). */
-		rc = chunk_read_direct(db, f, &c, dst);
+		rc = bc_chunk_load(db, f, &c, dst);
 		bc_file_put(db, f);
 		if (!rc)
 			memset(dst + c.dlen, 0, len - c.dlen);
 		return rc;
 	}
 	if (!*tmp)
-		*tmp = malloc(BC_MAX_RECORD);
-	rc = *tmp ? bc_read_record(db, f, &c.loc, *tmp, &rec) : -ENOMEM;
+		*tmp = malloc(BC_CHUNK_SIZE);
+	rc = *tmp ? bc_chunk_load(db, f, &c, *tmp) : -ENOMEM;
 	bc_file_put(db, f);
 	if (rc)
 		return rc;
-	uint32_t have = rec.dlen > off ? rec.dlen - off : 0;
-	if (have > len)
-		have = len;
-	memcpy(dst, rec.data + off, have);
+	uint32_t have = c.dlen - off < len ? c.dlen - off : len;
+	memcpy(dst, *tmp + off, have);
 	memset(dst + have, 0, len - have);
 	return 0;
 }

@@ -329,7 +329,7 @@ static int add_delete(struct wb *w, unsigned space, const void *key, size_t klen
  * turn the loss into zeros.
  */
 static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uint8_t *buf,
-		      uint8_t *rbuf, uint32_t *dlen)
+		      uint32_t *dlen)
 {
 	memset(buf, 0, BC_CHUNK_SIZE);
 	*dlen = 0;
@@ -343,14 +343,11 @@ static int chunk_load(struct bc_db *db, struct bc_object *obj, uint64_t idx, uin
 		return -EBADMSG;
 	if (!f)
 		return 0;
-	struct bc_record rec;
-	int rc = bc_read_record(db, f, &cc.loc, rbuf, &rec);
+	int rc = bc_chunk_load(db, f, &cc, buf);
 	bc_file_put(db, f);
-	if (rc)
-		return rc;
-	memcpy(buf, rec.data, rec.dlen);
-	*dlen = rec.dlen;
-	return 0;
+	if (!rc)
+		*dlen = cc.dlen;
+	return rc;
 }
 
 /* ---- streams of fresh-object chunks (put of a large value, streams, conversions) ---- */
@@ -494,7 +491,7 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 {
 	uint64_t old = c->size, nsize = off + len > old ? off + len : old;
 	uint64_t first = off / BC_CHUNK_SIZE, last = (off + len - 1) / BC_CHUNK_SIZE;
-	uint8_t *cbuf = NULL, *rbuf = NULL;
+	uint8_t *cbuf = NULL;
 	struct wb w;
 	wb_init(&w, true);
 	int rc = 0;
@@ -514,15 +511,14 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 		}
 		if (!cbuf) {
 			cbuf = malloc(BC_CHUNK_SIZE);
-			rbuf = malloc(BC_MAX_RECORD);
-			if (!cbuf || !rbuf) {
+			if (!cbuf) {
 				rc = -ENOMEM;
 				break;
 			}
 		}
 		uint32_t dlen = 0;
 		if (old_end)
-			rc = chunk_load(db, c->obj, i, cbuf, rbuf, &dlen);
+			rc = chunk_load(db, c->obj, i, cbuf, &dlen);
 		else
 			memset(cbuf, 0, BC_CHUNK_SIZE); /* past the old end: zeros, nothing lost */
 		if (rc)
@@ -555,7 +551,6 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 	}
 	wb_release(&w);
 	free(cbuf);
-	free(rbuf);
 	return rc;
 }
 
@@ -764,12 +759,11 @@ static int truncate_locked(struct bc_db *db, unsigned space, const void *key, si
 		wb_init(&w, true);
 		rc = add_trunc(&w, c.object_id, size);
 		uint64_t idx = size / BC_CHUNK_SIZE, in = size % BC_CHUNK_SIZE;
-		uint8_t *cbuf = NULL, *rbuf = NULL;
+		uint8_t *cbuf = NULL;
 		if (!rc && in) {
 			cbuf = malloc(BC_CHUNK_SIZE);
-			rbuf = malloc(BC_MAX_RECORD);
 			uint32_t dlen = 0;
-			rc = cbuf && rbuf ? chunk_load(db, c.obj, idx, cbuf, rbuf, &dlen) : -ENOMEM;
+			rc = cbuf ? chunk_load(db, c.obj, idx, cbuf, &dlen) : -ENOMEM;
 			if (!rc && dlen > in)
 				rc = add_chunk(&w, c.object_id, (uint32_t)idx, cbuf, in);
 		}
@@ -780,7 +774,6 @@ static int truncate_locked(struct bc_db *db, unsigned space, const void *key, si
 			rc = wb_commit(db, &w, mark);
 		wb_release(&w);
 		free(cbuf);
-		free(rbuf);
 	}
 	cur_release(&c);
 	return rc;

@@ -1104,6 +1104,57 @@ START_TEST(holes_of_an_undamaged_store_read_as_zeros)
 }
 END_TEST
 
+/*
+ * Damage inside a chunk's data that open does not see (the hint is kept): every path that
+ * reads the chunk fails with -EBADMSG rather than use the bytes. Whole-chunk reads (straight
+ * into the caller's buffer), partial reads, and the reads of partial overwrites and of
+ * truncations, which would otherwise write the damage back under a fresh CRC; with mapped
+ * reads and without (a short last chunk is read from the mapping).
+ */
+START_TEST(damaged_chunk_is_never_used)
+{
+	for (int mapped = 0; mapped < 2; mapped++) {
+		char *dir = tu_tmpdir("chunkuse");
+		struct bc_options o = opts();
+		o.max_file_size = 1 << 20;
+		o.mmap_disable = !mapped;
+		struct bc_db *db;
+		uint8_t *big = malloc(2 * C + 1000);
+		struct tu_rng r = {.s = 11};
+		tu_fill(&r, big, 2 * C + 1000);
+		ck_assert_int_eq(bc_open(dir, &o, &db), 0);
+		ck_assert_int_eq(bc_put(db, 0, "big", 3, big, 2 * C + 1000), 0);
+		ck_assert_int_eq(bc_close(db), 0);
+		struct where w1 = find_chunk(dir, "big", 1), w2 = find_chunk(dir, "big", 2);
+		flip_byte(dir, w1.file, w1.off + BC_CHUNK_HEAD + 100);
+		flip_byte(dir, w2.file, w2.off + BC_CHUNK_HEAD + 100);
+
+		ck_assert_int_eq(bc_open(dir, &o, &db), 0);
+		bool z;
+		ck_assert_int_eq(read_range(db, "big", C, C, &z), -EBADMSG);
+		ck_assert_int_eq(read_range(db, "big", C + 10, 100, &z), -EBADMSG);
+		ck_assert_int_eq(read_range(db, "big", 2 * C, 1000, &z), -EBADMSG);
+		ck_assert_int_eq(read_range(db, "big", 2 * C + 10, 10, &z), -EBADMSG);
+		ck_assert_int_eq(bc_write(db, 0, "big", 3, C + 10, "hello", 5), -EBADMSG);
+		ck_assert_int_eq(bc_write(db, 0, "big", 3, 2 * C + 10, "hello", 5), -EBADMSG);
+		ck_assert_int_eq(bc_truncate(db, 0, "big", 3, C + 100), -EBADMSG);
+		ck_assert_int_eq(bc_truncate(db, 0, "big", 3, 2 * C + 500), -EBADMSG);
+		ck_assert_int_eq(read_range(db, "big", C, C, &z), -EBADMSG);
+		/* The undamaged chunk still takes a partial overwrite. */
+		ck_assert_int_eq(bc_write(db, 0, "big", 3, 10, "hello", 5), 0);
+		memcpy(big + 10, "hello", 5);
+		uint8_t got[200];
+		size_t n = 0;
+		ck_assert_int_eq(bc_read(db, 0, "big", 3, 0, got, sizeof(got), &n), 0);
+		ck_assert_uint_eq(n, sizeof(got));
+		ck_assert_int_eq(memcmp(got, big, sizeof(got)), 0);
+		ck_assert_int_eq(bc_close(db), 0);
+		free(big);
+		tu_tmpdir_done(dir, 1);
+	}
+}
+END_TEST
+
 static Suite *corruption_suite(void)
 {
 	Suite *s = suite_create("corruption");
@@ -1118,6 +1169,7 @@ static Suite *corruption_suite(void)
 	tcase_add_test(t, duplicate_a_file_under_another_id);
 	tcase_add_test(t, delete_a_middle_file);
 	tcase_add_test(t, damage_to_an_objects_chunks);
+	tcase_add_test(t, damaged_chunk_is_never_used);
 	suite_add_tcase(s, t);
 	TCase *l = tcase_create("lost chunks");
 	tcase_set_timeout(l, 120);
