@@ -1327,7 +1327,8 @@ static void bcfs_statfs(fuse_req_t req, fuse_ino_t ino)
 		return;
 	}
 	if (!bc_stats_get(fs->db, &st)) {
-		sv.f_files = st.keys + sv.f_ffree;
+		/* Files in use: every key, and the created files whose record is still due. */
+		sv.f_files = st.keys + atomic_load(&fs->npending) + sv.f_ffree;
 		bc_stats_release(&st);
 	}
 	sv.f_namemax = 255;

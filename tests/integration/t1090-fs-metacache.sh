@@ -103,8 +103,11 @@ expect_eq "$(stat_of pending_creates)" 0 "pending creates after close"
 
 # ---- 4. a created file still open and unwritten exists for everyone ---------------------
 mkdir "$M/q" "$M/r"
+used() { stat -f -c '%c %d' "$M" | awk '{ print $1 - $2 }'; } # statfs: files in use
+used0=$(used)
 exec 3>"$M/q/open"
 expect_eq "$(stat_of pending_creates)" 1 "pending creates while open"
+expect_eq "$(used)" "$((used0 + 1))" "statfs files in use with a created, unwritten file"
 expect_eq "$(stat -c '%s %a' "$M/q/open")" "0 644" "stat of a created, unwritten file"
 expect_eq "$(ls "$M/q")" open "ls of a directory with a created, unwritten file"
 exec 3>&-
