@@ -62,8 +62,9 @@ int bc_record_decode(const uint8_t *buf, size_t len, struct bc_record *rec, size
 /*
  * Decode a CHUNK record read in two pieces: its first BC_CHUNK_HEAD bytes at head and its
  * dlen data bytes at data (read straight into a caller's buffer). The same checks as
- * bc_record_decode; rec->data points at data and rec->value at the prefix in head. -EBADMSG if it
- * is not a CHUNK record of BC_CHUNK_HEAD + dlen bytes or the CRC does not match.
+ * bc_record_decode; rec->data points at data and rec->value at the prefix in head.
+ * -EBADMSG if it is not a CHUNK record of BC_CHUNK_HEAD + dlen bytes or the CRC does not
+ * match.
  */
 int bc_record_decode_chunk(const uint8_t head[BC_CHUNK_HEAD], const uint8_t *data, uint32_t dlen,
 			   struct bc_record *rec);
