@@ -5,11 +5,12 @@
 # a reader checks every file it can read against what its writer wrote, merges are started
 # through the control file, and backups are taken while all this runs: `snapshot NAME`
 # followed by rsync -a of the snapshot, and plain rsync -a of the live data directory.
-# Afterwards every snapshot backup, mounted on its own, holds exactly the files written
-# before its snapshot command and not deleted; a live rsync backup mounts and every file in
-# it reads back as written or, if it was being written during the copy, as a prefix of that
-# (it may miss files a concurrent merge moved: use snapshot); the store itself, remounted, holds everything. The daemon's RSS and open fds,
-# sampled throughout, must stay flat after warm-up.
+# Afterwards every snapshot backup, mounted on its own, holds every file written before its
+# snapshot command whose removal had not begun when the command returned, and no file
+# deleted before it; a live rsync backup mounts and every file in it reads back as written
+# or, if it was being written during the copy, as a prefix of that (it may miss files a
+# concurrent merge moved: use snapshot); the store itself, remounted, holds everything. The
+# daemon's RSS and open fds, sampled throughout, must stay flat after warm-up.
 . "$(dirname "$0")/lib.sh"
 bcfs_require
 command -v rsync >/dev/null || skip "no rsync"
@@ -23,7 +24,9 @@ head -c $((3 * 1024 * 1024)) /dev/urandom >"$T/src"
 touch "$T/run"
 
 # writer W: files w$W/k$N, 1 in 8 large; keeps 200 files, deleting the oldest.
-# Journal lines (appended only after the operation returned): "W name md5" and "D name".
+# Journal lines: "W name md5 skip size" after the copy returned; "R name" before an rm
+# starts and "D name" after it returned (an rm may take effect before a snapshot that
+# returns before the rm's "D" line is written, so only "R" says a file may be gone).
 writer() {
 	local w=$1 n=0 j size
 	j=$T/journal.$w
@@ -37,6 +40,7 @@ writer() {
 		cp "$T/tmp.$w" "$M/w$w/k$n" || { echo "writer $w: cp k$n failed" >>"$T/errors"; return; }
 		echo "W w$w/k$n $(md5sum <"$T/tmp.$w" | cut -d' ' -f1) $skip $size" >>"$j"
 		if ((n >= 200)); then
+			echo "R w$w/k$((n - 200))" >>"$j"
 			rm "$M/w$w/k$((n - 200))" || { echo "writer $w: rm failed" >>"$T/errors"; return; }
 			echo "D w$w/k$((n - 200))" >>"$j"
 		fi
@@ -125,21 +129,22 @@ fi
 
 # The verification is linear in the journals: one table of every file written, one listing
 # per backup, one awk pass over both.
-# table: "name md5 skip size written-at deleted-at", line numbers in the file's own journal
-# (deleted-at 0: never deleted).
+# table: "name md5 skip size written-at deleted-at removing-at", line numbers in the file's
+# own journal (0: never).
 for w in 0 1; do
 	awk '$1 == "W" { md5[$2] = $3; skip[$2] = $4; size[$2] = $5; at[$2] = NR }
 		$1 == "D" { del[$2] = NR }
-		END { for (k in md5) print k, md5[k], skip[k], size[k], at[k], (k in del) ? del[k] : 0 }' \
+		$1 == "R" { rm[$2] = NR }
+		END { for (k in md5) print k, md5[k], skip[k], size[k], at[k], del[k] + 0, rm[k] + 0 }' \
 		"$T/journal.$w"
 done >"$T/table"
-all=$(awk '$6 == 0' "$T/table" | wc -l)
+all=$(awk '$7 == 0' "$T/table" | wc -l)
 
 # check_tree MNT LABEL [BEFORE0 BEFORE1 AFTER0 AFTER1]: every file in MNT holds what its writer
 # wrote or (it was being written when the backup was taken, like a crash) a prefix of it.
 # With the journal lengths taken just before and just after a snapshot (or "all" for the end
-# state): every file written before it and not deleted by its end is there and exact, and
-# every file deleted before it is absent.
+# state): every file written before it and not being removed by its end is there and exact,
+# and every file deleted before it is absent.
 check_tree() {
 	local mnt=$1 label=$2 b0=${3:-} b1=${4:-} a0=${5:-} a1=${6:-} name skip len
 	(cd "$mnt" && find w0 w1 -type f -printf '%p %s\n') | LC_ALL=C sort >"$T/sizes" ||
@@ -153,7 +158,7 @@ check_tree() {
 		NR == FNR {
 			w = substr($1, 2, 1); md5[$1] = $2; skip[$1] = $3; size[$1] = $4
 			if ($6 > 0 && $6 <= before[w]) absent[$1] = 1
-			else if ($5 <= before[w] && ($6 == 0 || $6 > after[w])) { must[$1] = 1; nmust++ }
+			else if ($5 <= before[w] && ($7 == 0 || $7 > after[w])) { must[$1] = 1; nmust++ }
 			next
 		}
 		{
