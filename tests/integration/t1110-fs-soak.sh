@@ -197,7 +197,8 @@ done
 for ((i = 1; i <= lives; i++)); do
 	bcfs_mount "$T/backup-live$i" "$T/ml" -o ro
 	check_tree "$T/ml" "live backup $i"
-	echo "live rsync backup $i: $checked_files files, each as written ($checked_prefixes a prefix: copied mid-write)"
+	echo "live rsync backup $i: $checked_files files, each as written" \
+		"($checked_prefixes a prefix: copied mid-write)"
 	bcfs_umount "$T/ml"
 done
 bcfs_mount "$D" "$M"

@@ -21,7 +21,7 @@
 #define UNIT ((size_t)4096)
 #define PER_SLAB (BC_SLAB_SIZE / UNIT - 1) /* blocks after the one-block header */
 
-/* Resident pages among the blocks of b[0..n) that are (live) or are not (!live) NULL. */
+/* Resident bytes of the blocks was[i] for which b[i] is (live) or is not (!live) NULL. */
 static size_t resident(void *const *b, const void *const *was, size_t n, bool live)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE), pages = UNIT / page, count = 0;
