@@ -518,8 +518,8 @@ static void node_build(struct node *nd, unsigned level, unsigned plen, const str
 
 /* ---- allocation ---- */
 
-/* Every allocation goes through here, so tests can fail one on purpose. */
-/* Tests: whether this allocation is the one bc_keydir_fail_alloc asked to fail. */
+/* Every allocation asks this first, so tests can fail one on purpose: whether it is the one
+ * bc_keydir_fail_alloc asked to fail. */
 static bool alloc_fails(struct bc_keydir *kd)
 {
 	return kd->fail_in && !--kd->fail_in;

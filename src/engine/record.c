@@ -103,6 +103,19 @@ static int decode_value(struct bc_record *rec)
 	return 0;
 }
 
+/* The header's fields into rec (a header bc_record_check_header accepted). */
+static void header_fields(const uint8_t *hdr, struct bc_record *rec)
+{
+	rec->type = hdr[BC_RH_TYPE];
+	rec->flags = hdr[BC_RH_FLAGS];
+	rec->space = hdr[BC_RH_SPACE];
+	rec->time_ns = bc_le64(hdr + BC_RH_TIME);
+	rec->expire_s = bc_le64(hdr + BC_RH_EXPIRE);
+	rec->klen = bc_le16(hdr + BC_RH_KLEN);
+	rec->mlen = bc_le16(hdr + BC_RH_MLEN);
+	rec->vlen = bc_le32(hdr + BC_RH_VLEN);
+}
+
 int bc_record_decode(const uint8_t *buf, size_t len, struct bc_record *rec, size_t *used)
 {
 	uint32_t total;
@@ -119,14 +132,7 @@ int bc_record_decode(const uint8_t *buf, size_t len, struct bc_record *rec, size
 	if (bc_crc32c(0, buf + 4, total - 4) != bc_le32(buf + BC_RH_CRC))
 		return -EBADMSG;
 
-	rec->type = buf[BC_RH_TYPE];
-	rec->flags = buf[BC_RH_FLAGS];
-	rec->space = buf[BC_RH_SPACE];
-	rec->time_ns = bc_le64(buf + BC_RH_TIME);
-	rec->expire_s = bc_le64(buf + BC_RH_EXPIRE);
-	rec->klen = bc_le16(buf + BC_RH_KLEN);
-	rec->mlen = bc_le16(buf + BC_RH_MLEN);
-	rec->vlen = bc_le32(buf + BC_RH_VLEN);
+	header_fields(buf, rec);
 	rec->key = buf + BC_REC_HEADER_SIZE;
 	rec->meta = rec->key + rec->klen;
 	rec->value = rec->meta + rec->mlen;
@@ -151,13 +157,8 @@ int bc_record_decode_chunk(const uint8_t head[BC_CHUNK_HEAD], const uint8_t *dat
 	uint32_t crc = bc_crc32c(bc_crc32c(0, head + 4, BC_CHUNK_HEAD - 4), data, dlen);
 	if (crc != bc_le32(head + BC_RH_CRC))
 		return -EBADMSG;
-	rec->type = BC_REC_CHUNK;
-	rec->flags = head[BC_RH_FLAGS];
-	rec->space = head[BC_RH_SPACE];
-	rec->time_ns = bc_le64(head + BC_RH_TIME);
-	rec->expire_s = bc_le64(head + BC_RH_EXPIRE);
-	rec->vlen = BC_CHUNK_PREFIX + dlen;
-	rec->value = head + BC_REC_HEADER_SIZE;
+	header_fields(head, rec);
+	rec->value = head + BC_REC_HEADER_SIZE; /* klen and mlen are 0 */
 	if (decode_value(rec)) {
 		memset(rec, 0, sizeof(*rec));
 		return -EBADMSG;
