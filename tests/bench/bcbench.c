@@ -4,12 +4,13 @@
  *
  *   bcbench startup DIR N [ROUNDS]
  *     Fill N random 16-byte keys with 100-byte values and close (which writes hints). Then,
- *     interleaved round by round, open the store with its hint files and with them moved
- *     aside (a full scan), each in a freshly exec'd process (not a fork of the one that
- *     filled, whose heap it would inherit) with a warm page cache, and report the median
- *     open time per million keys (bc_open alone, not close), and the keydir's bytes per
- *     key beyond the 16 key bytes (from bc_stats keydir_bytes, and from the growth of
- *     anonymous RSS over open).
+ *     interleaved round by round, open the store with its hint files read-write (as a
+ *     daemon or an embedding program does: the newest file becomes the active one) and
+ *     read-only, and with the hints moved aside (a full scan, read-only), each in a freshly
+ *     exec'd process (not a fork of the one that filled, whose heap it would inherit) with
+ *     a warm page cache, and report the median open time per million keys (bc_open alone,
+ *     not close), and the keydir's bytes per key beyond the 16 key bytes (from bc_stats
+ *     keydir_bytes, and from the growth of anonymous RSS over open).
  *
  *   bcbench merge DIR N VLEN [ROUNDS]
  *     Fill N keys (32 MiB files, auto merge off); each round overwrites every key, so half
@@ -139,9 +140,9 @@ static void hints(const char *dir, bool off)
  * The child of timed_open, in a process of its own (exec'd, so its heap is not the one the
  * fill left behind): open, write seconds, keydir bytes and anon RSS growth to fd, close.
  */
-static int open_once(const char *dir, int fd)
+static int open_once(const char *dir, int fd, bool rw)
 {
-	struct bc_options o = {.merge_disable_auto = true, .read_only = true};
+	struct bc_options o = {.merge_disable_auto = true, .read_only = !rw};
 	struct bc_db *db;
 	struct bc_stats s;
 	double r[3], a0 = anon_kib(), t0 = now();
@@ -160,7 +161,7 @@ static int open_once(const char *dir, int fd)
 }
 
 /* In a fresh process: open, report seconds, keydir bytes and anon RSS growth, close. */
-static int timed_open(const char *dir, double out[3])
+static int timed_open(const char *dir, bool rw, double out[3])
 {
 	int pfd[2], st;
 	pid_t pid;
@@ -173,7 +174,8 @@ static int timed_open(const char *dir, double out[3])
 		char fd[16];
 		close(pfd[0]);
 		snprintf(fd, sizeof(fd), "%d", pfd[1]);
-		execl("/proc/self/exe", "bcbench", "open-once", dir, fd, (char *)NULL);
+		execl("/proc/self/exe", "bcbench", "open-once", dir, fd, rw ? "rw" : "ro",
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(pfd[1]);
@@ -187,7 +189,8 @@ static int startup(const char *dir, uint64_t n, int rounds)
 {
 	struct bc_options o = {.merge_disable_auto = true};
 	struct bc_db *db;
-	double hint[MAX_ROUNDS], scan[MAX_ROUNDS], kd[MAX_ROUNDS], rss[MAX_ROUNDS], r[3];
+	double hint[MAX_ROUNDS], hint_ro[MAX_ROUNDS], scan[MAX_ROUNDS], kd[MAX_ROUNDS];
+	double rss[MAX_ROUNDS], r[3];
 	double m = (double)n / 1e6;
 	int rc = bc_open(dir, &o, &db);
 
@@ -195,16 +198,19 @@ static int startup(const char *dir, uint64_t n, int rounds)
 		fprintf(stderr, "bcbench: fill: %s\n", bc_strerror(rc));
 		return 1;
 	}
-	if (timed_open(dir, r)) /* warm the page cache */
+	if (timed_open(dir, true, r)) /* warm the page cache */
 		return 1;
 	for (int i = 0; i < rounds; i++) {
-		if (timed_open(dir, r))
+		if (timed_open(dir, true, r))
 			return 1;
 		hint[i] = r[0] / m;
 		kd[i] = r[1];
 		rss[i] = r[2];
+		if (timed_open(dir, false, r))
+			return 1;
+		hint_ro[i] = r[0] / m;
 		hints(dir, true);
-		rc = timed_open(dir, r);
+		rc = timed_open(dir, false, r);
 		hints(dir, false);
 		if (rc)
 			return 1;
@@ -212,6 +218,7 @@ static int startup(const char *dir, uint64_t n, int rounds)
 	}
 	printf("keys %llu\n", (unsigned long long)n);
 	printf("open_hint_s_per_mkeys %.4f\n", median(hint, rounds));
+	printf("open_hint_ro_s_per_mkeys %.4f\n", median(hint_ro, rounds));
 	printf("open_scan_s_per_mkeys %.4f\n", median(scan, rounds));
 	printf("keydir_bytes_per_key %.1f\n", median(kd, rounds));
 	printf("anon_rss_bytes_per_key %.1f\n", median(rss, rounds));
@@ -381,8 +388,8 @@ int main(int argc, char **argv)
 		if (rounds >= 1 && rounds <= MAX_ROUNDS)
 			return startup(argv[2], strtoull(argv[3], NULL, 0), rounds);
 	}
-	if (!strcmp(cmd, "open-once") && argc == 4) /* timed_open's child */
-		return open_once(argv[2], atoi(argv[3]));
+	if (!strcmp(cmd, "open-once") && argc == 5) /* timed_open's child */
+		return open_once(argv[2], atoi(argv[3]), !strcmp(argv[4], "rw"));
 	if (!strcmp(cmd, "merge") && (argc == 5 || argc == 6)) {
 		rounds = argc == 6 ? atoi(argv[5]) : 3;
 		if (rounds >= 1 && rounds <= MAX_ROUNDS)

@@ -124,6 +124,15 @@ def main():
     w = md.append
     w(f"# Benchmark results, {env.get('date', '?')}\n")
     w(f"Command: `{env.get('command', 'scripts/bench')}`  ")
+    runs = {}
+    for part in ("kv", "start", "fs", "merge"):
+        path = os.path.join(outdir, f"run_{part}.txt")
+        if os.path.exists(path):
+            day, hhmm, utc, commit, cmd = open(path).read().strip().split(" ", 4)
+            runs.setdefault((cmd, commit, f"{day} {hhmm} {utc}"), []).append(part)
+    if runs:
+        w("Parts: " + "; ".join(f"{', '.join(parts)} from `{cmd}` at {commit}, {when}"
+                                for (cmd, commit, when), parts in runs.items()) + "  ")
     w(f"Machine: {env.get('cpu', '?')}, {env.get('memory', '?')} RAM, Linux "
       f"{env.get('kernel', '?')}; work dir {env.get('workdir', '?')}; libfuse "
       f"{env.get('libfuse', '?')}  ")
@@ -184,7 +193,7 @@ def main():
     g4 = med(list(kv.get(("sync-4t", "bitcask", "fillrandom"), {}).values()))
     add("group commit: 4 writers vs 1 (fsync each write)",
         g4 / g1 if g1 and g4 else None, 3.0)
-    add("open with hints, s per million keys (1M keys)",
+    add("open with hints (read-write), s per million keys (1M keys)",
         float(st1["open_hint_s_per_mkeys"]) if "open_hint_s_per_mkeys" in st1 else None,
         0.12, " s", le=True)
     add("keydir bytes per key beyond the key (1M)",
@@ -260,12 +269,14 @@ plot {cols.replace("''", "'kv_" + label + ".dat'", 1)}
 
     # ---- startup ----
     w("## 2. Start-up and keydir memory (bitcask)\n")
-    w("| keys | open with hints (s per M keys) | open by scan (s per M keys) | "
+    w("| keys | open with hints, read-write (s per M keys) | the same, read-only | "
+      "open by scan (s per M keys) | "
       "keydir bytes/key beyond key (bc_stats) | anon RSS growth bytes/key beyond key |")
-    w("|---:|---:|---:|---:|---:|")
+    w("|---:|---:|---:|---:|---:|---:|")
     for st in (st1, st10):
         if st:
             w(f"| {st.get('keys')} | {st.get('open_hint_s_per_mkeys')} | "
+              f"{st.get('open_hint_ro_s_per_mkeys', 'n/a')} | "
               f"{st.get('open_scan_s_per_mkeys')} | {st.get('keydir_bytes_per_key')} | "
               f"{st.get('anon_rss_bytes_per_key')} |")
     w("")
