@@ -197,15 +197,14 @@ static void writer_free(struct bc_hint_writer *w)
 	free(w);
 }
 
-int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
-			uint64_t next_object, struct bc_hint_writer **out)
+/* A writer with its buffer and "<name>.tmp" created empty (a stale one truncated). */
+static int writer_new(const struct bc_io *io, int dirfd, const char *name,
+		      struct bc_hint_writer **out)
 {
-	struct bc_hint_writer *w;
-	struct timespec ts;
+	struct bc_hint_writer *w = calloc(1, sizeof(*w));
 	int rc = -ENOMEM;
 
 	*out = NULL;
-	w = calloc(1, sizeof(*w));
 	if (!w)
 		return -ENOMEM;
 	w->io = io;
@@ -216,12 +215,28 @@ int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uin
 	w->buf = malloc(HINT_BUF_SIZE);
 	if (!w->name || !w->tmp || !w->buf)
 		goto out_free;
-
 	rc = bc_io_openat(io, dirfd, w->tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	if (rc < 0)
 		goto out_free;
 	w->fd = rc;
+	*out = w;
+	return 0;
 
+out_free:
+	writer_free(w);
+	return rc;
+}
+
+int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+			uint64_t next_object, struct bc_hint_writer **out)
+{
+	struct bc_hint_writer *w;
+	struct timespec ts;
+	int rc = writer_new(io, dirfd, name, &w);
+
+	*out = NULL;
+	if (rc)
+		return rc;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	w->hdr.version = BC_FORMAT_VERSION;
 	w->hdr.kind = BC_KIND_HINT;
@@ -234,10 +249,72 @@ int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uin
 	w->rec_end = BC_FILE_HEADER_SIZE;
 	*out = w;
 	return 0;
+}
 
-out_free:
-	writer_free(w);
-	return rc;
+/*
+ * Copy [0, H - 24) of the hint at fd (length H) to w's file, checking the trailer and the
+ * CRC over the bytes copied, and take up where the hint's writer left off.
+ */
+static int resume_copy(struct bc_hint_writer *w, int fd, uint64_t file_id)
+{
+	uint8_t tr[BC_HINT_TRAILER_SIZE];
+	uint64_t size, body, off = 0;
+	uint32_t crc = 0;
+	int rc = bc_io_fsize(w->io, fd, &size);
+
+	if (rc)
+		return rc;
+	if (size < BC_FILE_HEADER_SIZE + BC_HINT_TRAILER_SIZE)
+		return -EBADMSG;
+	body = size - BC_HINT_TRAILER_SIZE;
+	while (off < body) {
+		size_t n = body - off < HINT_BLOCK ? (size_t)(body - off) : HINT_BLOCK;
+		rc = bc_io_pread_full(w->io, fd, w->buf, n, off);
+		if (!rc && off == 0)
+			rc = bc_file_header_decode(w->buf, &w->hdr);
+		if (!rc && off == 0 && (w->hdr.kind != BC_KIND_HINT || w->hdr.id != file_id))
+			rc = -EBADMSG;
+		if (!rc)
+			rc = bc_io_pwrite_full(w->io, w->fd, w->buf, n, off);
+		if (rc)
+			return rc == -ENODATA ? -EBADMSG : rc;
+		crc = bc_crc32c(crc, w->buf, n);
+		off += n;
+	}
+	rc = bc_io_pread_full(w->io, fd, tr, sizeof(tr), body);
+	if (rc)
+		return rc == -ENODATA ? -EBADMSG : rc;
+	if (memcmp(tr + BC_HT_MAGIC, BC_HINT_END_MAGIC, 8) != 0 ||
+	    bc_crc32c(crc, tr, BC_HT_CRC) != bc_le32(tr + BC_HT_CRC))
+		return -EBADMSG;
+	w->off = body;
+	w->crc = crc;
+	w->count = bc_le32(tr + BC_HT_COUNT);
+	/* Every record the hint lists ends by covered; what is added next starts there. */
+	w->rec_end = bc_le64(tr + BC_HT_COVERED);
+	return w->rec_end < BC_FILE_HEADER_SIZE ? -EBADMSG : 0;
+}
+
+int bc_hint_writer_resume(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+			  struct bc_hint_writer **out)
+{
+	struct bc_hint_writer *w;
+	int rc, fd;
+
+	*out = NULL;
+	fd = bc_io_openat(io, dirfd, name, O_RDONLY, 0);
+	if (fd < 0)
+		return fd;
+	rc = writer_new(io, dirfd, name, &w);
+	if (!rc)
+		rc = resume_copy(w, fd, file_id);
+	bc_io_close(io, fd);
+	if (rc) {
+		bc_hint_writer_abort(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
 }
 
 int bc_hint_writer_set_created(struct bc_hint_writer *w, uint64_t created_ns)

@@ -56,6 +56,17 @@ struct bc_hint_writer;
 int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
 			uint64_t next_object, struct bc_hint_writer **out);
 /*
+ * Open a writer that continues the hint name of data file file_id: "<name>.tmp" (a stale
+ * one truncated) starts as a copy of the hint without its trailer, and what is added
+ * follows its entries; finish replaces the hint with one that covers the old entries and
+ * the new. Only the header, the trailer and the CRC are checked, over the bytes copied: the
+ * caller has verified the entries (bc_hint_stream). The first entry added must describe a
+ * record at or after the hint's covered. Returns -ENOENT if there is no hint, -EBADMSG if
+ * it fails those checks, -ENOMEM or an I/O error; the old hint is never changed.
+ */
+int bc_hint_writer_resume(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+			  struct bc_hint_writer **out);
+/*
  * Replace the header's created time (reproducible output, e.g. golden files). Only before
  * the first bc_hint_writer_add; -EINVAL after.
  */

@@ -131,12 +131,10 @@ static int apply_one(struct replay *r, const bc_effect *e)
  * Hint entries go through bc_bulk: their key sides wait, and apply sorted when a scan is
  * about to apply records (or replay ends), so a store whose files all have hints builds its
  * keydir in one sorted pass. A hint is read once (bc_hint_stream), its entries staged in
- * a second bulk that is committed only if the hint verifies; the active file's hint, whose
- * entries also go to the new hint as they are applied, is read twice (bc_hint_load).
+ * a second bulk that is committed only if the hint verifies.
  */
 struct hint_replay {
 	struct replay *r;
-	struct bc_bulk *bulk;
 	struct bc_bulk *stage;
 };
 
@@ -147,14 +145,26 @@ static int on_stage(void *ctx, const struct bc_hint_entry *e)
 	return bc_bulk_stage(h->stage, h->r->slot, e);
 }
 
-static int on_hint(void *ctx, const struct bc_hint_entry *e)
+/*
+ * The active file's hint writer: it continues the file's hint when that verified (a copy
+ * of its bytes, not its entries decoded and written again), else starts afresh; the scan
+ * then feeds it every record past what the hint covered.
+ */
+static void active_hint_start(struct replay *r, const char *hname, bool hint_ok)
 {
-	struct hint_replay *h = ctx;
-	int rc = bc_bulk_add(h->bulk, h->r->slot, e);
-	if (rc)
-		return rc;
-	feed_hint(h->r, e);
-	return 0;
+	struct bc_db *db = r->db;
+	struct bc_file *f = db->files[r->slot];
+
+	if (hint_ok) {
+		int rc = bc_hint_writer_resume(db->io, db->dirfd, hname, f->id, &db->active_hint);
+		if (rc)
+			bc_log(db, BC_LOG_WARN,
+			       "%s/%s: hint not continued: %s (open will scan %s past it)", db->dir,
+			       hname, bc_strerror(rc), r->name);
+	} else if (bc_active_hint_open(db)) {
+		db->active_hint = NULL;
+	}
+	r->feed_hint = db->active_hint != NULL;
 }
 
 static void effect_from(bc_effect *e, const struct bc_record *rec, uint64_t off)
@@ -513,18 +523,13 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		goto out_close;
 	}
 	struct replay r = {.db = db, .slot = (uint32_t)rc, .name = name};
-	if (will_be_active) {
+	if (will_be_active)
 		db->active = r.slot;
-		if (!bc_active_hint_open(db))
-			r.feed_hint = true;
-	}
 
 	uint64_t covered = BC_FILE_HEADER_SIZE;
-	struct hint_replay hr = {.r = &r, .bulk = bulk, .stage = stage};
+	struct hint_replay hr = {.r = &r, .stage = stage};
 	if (bad_header) {
 		rc = -ENOENT;
-	} else if (r.feed_hint) {
-		rc = bc_hint_load(db->io, db->dirfd, hname, id, size, on_hint, &hr, &covered);
 	} else {
 		rc = bc_hint_stream(db->io, db->dirfd, hname, id, size, on_stage, &hr, &covered);
 		if (rc == 0)
@@ -548,6 +553,8 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 	} else {
 		return rc; /* the file is in the table; bc_close frees it */
 	}
+	if (will_be_active)
+		active_hint_start(&r, hname, f->has_hint);
 	/* The scan applies records one by one: everything before them first. */
 	if (covered < f->size) {
 		rc = bc_bulk_finish(bulk);

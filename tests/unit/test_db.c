@@ -19,6 +19,7 @@
 #include <bitcask/bitcask.h>
 
 #include "db.h" /* bc_open_io, for a layer that counts writes and fails fallocate */
+#include "hint.h"
 #include "testutil.h"
 
 static char *dir;
@@ -670,6 +671,102 @@ START_TEST(torn_tail_is_cut)
 }
 END_TEST
 
+static int count_entry(void *ctx, const struct bc_hint_entry *e)
+{
+	(void)e;
+	++*(uint64_t *)ctx;
+	return 0;
+}
+
+/* The newest data file's hint, loaded: its entries and what it covers, and the file's size. */
+static void newest_hint(uint64_t *entries, uint64_t *covered, uint64_t *data_size)
+{
+	char *p = data_file(0);
+	const char *base = strrchr(p, '/') + 1;
+	char hname[64];
+	struct stat st;
+	ck_assert_int_eq(stat(p, &st), 0);
+	*data_size = (uint64_t)st.st_size;
+	snprintf(hname, sizeof(hname), "%.16s.hint", base);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+	ck_assert_int_ge(dfd, 0);
+	*entries = 0;
+	ck_assert_int_eq(bc_hint_load(&bc_io_posix, dfd, hname, strtoull(base, NULL, 16),
+				      UINT64_MAX, count_entry, entries, covered),
+			 0);
+	close(dfd);
+}
+
+/*
+ * A read-write open continues the active file's hint (a copy of the old one, which the
+ * records appended after it extend), across reopens and across a crash of the writer: at
+ * each close the hint covers the whole file and lists every record in it.
+ */
+START_TEST(active_hint_continues)
+{
+	struct bc_options o = opts();
+	char k[32], v[64];
+	uint64_t records = 0, entries, covered, size;
+	for (int round = 0; round < 4; round++) {
+		if (round == 3) {
+			/* Killed without a close: only the hint of the last close is on disk. */
+			bc_close(db);
+			db = NULL;
+			pid_t pid = fork();
+			ck_assert_int_ge(pid, 0);
+			if (pid == 0) {
+				struct bc_db *c;
+				if (bc_open(dir, &o, &c))
+					_exit(1);
+				for (int i = 0; i < 100; i++) {
+					snprintf(k, sizeof(k), "crash%03d", i);
+					if (bc_put(c, 0, k, strlen(k), k, strlen(k)))
+						_exit(1);
+				}
+				_exit(0);
+			}
+			int status;
+			ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+			ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+			records += 100;
+			open_db(&o);
+		}
+		for (int i = 0; i < 200; i++) {
+			snprintf(k, sizeof(k), "r%d-key%03d", round, i);
+			snprintf(v, sizeof(v), "value-%d-%d", round, i);
+			put_s(k, v);
+		}
+		for (int i = 0; i < 200 && round; i += 10) {
+			snprintf(k, sizeof(k), "r%d-key%03d", round - 1, i);
+			ck_assert_int_eq(bc_delete(db, 0, k, strlen(k)), 0);
+		}
+		records += round ? 220 : 200;
+		reopen(&o);
+		struct bc_stats st;
+		ck_assert_int_eq(bc_stats_get(db, &st), 0);
+		ck_assert_uint_eq(st.hint_fallbacks, 0);
+		ck_assert_uint_eq(st.keys, 100 * (round == 3) + 200 + 180 * (uint64_t)round);
+		bc_stats_release(&st);
+		bc_close(db);
+		db = NULL;
+		newest_hint(&entries, &covered, &size);
+		ck_assert_uint_eq(entries, records);
+		ck_assert_uint_eq(covered, size);
+		open_db(&o);
+	}
+	for (int round = 0; round < 4; round++)
+		for (int i = 0; i < 200; i++) {
+			snprintf(k, sizeof(k), "r%d-key%03d", round, i);
+			snprintf(v, sizeof(v), "value-%d-%d", round, i);
+			expect_s(k, round < 3 && i % 10 == 0 ? NULL : v);
+		}
+	for (int i = 0; i < 100; i++) {
+		snprintf(k, sizeof(k), "crash%03d", i);
+		expect_s(k, k);
+	}
+}
+END_TEST
+
 START_TEST(damage_is_skipped_and_reported)
 {
 	struct bc_options o = opts();
@@ -1089,6 +1186,7 @@ static Suite *db_suite(void)
 	tcase_add_loop_test(t, mapped_and_unmapped_reads, 0, 2);
 	tcase_add_test(t, lock_and_read_only);
 	tcase_add_test(t, torn_tail_is_cut);
+	tcase_add_test(t, active_hint_continues);
 	tcase_add_test(t, damage_is_skipped_and_reported);
 	tcase_add_test(t, snapshot_is_consistent);
 	tcase_add_test(t, sync_always);

@@ -173,6 +173,26 @@ static char *path_of(const char *name)
 	return p;
 }
 
+/* Resume NAME; assert it fails with want, leaves no tmp file and leaves NAME as it was. */
+static void assert_resume_fails(const struct bc_io *io, int want)
+{
+	struct bc_hint_writer *w = (void *)1;
+	char *p = path_of(NAME);
+	size_t before = 0, after = 0;
+	uint8_t *a = tu_read_file(p, &before);
+	int rc = bc_hint_writer_resume(io, dirfd_, NAME, FILE_ID, &w);
+	uint8_t *b = tu_read_file(p, &after);
+
+	ck_assert_msg(rc == want, "resume returned %d, want %d (dir %s)", rc, want, tmpdir);
+	CHECK(w == NULL);
+	CHECK(!exists(NAME ".tmp"));
+	CHECK((a == NULL) == (b == NULL) && before == after);
+	CHECK(!a || memcmp(a, b, before) == 0);
+	free(a);
+	free(b);
+	free(p);
+}
+
 /* Load NAME; assert it fails with want and the callback saw nothing. */
 static void assert_load_fails(int want)
 {
@@ -502,6 +522,80 @@ START_TEST(big_round_trip_posix)
 }
 END_TEST
 
+/*
+ * Write the big entries in one go, and again as a hint of the first k followed by a writer
+ * resumed from it that adds the rest: the two files are the same bytes, and load gives
+ * every entry. k = 0 resumes an empty hint; wio does the resumed writing.
+ */
+static void resumed_matches_one_go(const struct bc_io *wio, int k)
+{
+	enum { N = 4000 };
+	struct tu_rng r = {tu_seed(0x52)};
+	struct bc_hint_entry *es = calloc(N, sizeof(*es));
+	uint8_t *keys = malloc(1000 + BC_MAX_KEY);
+	struct bc_hint_writer *w;
+	struct collect c = {0};
+	uint64_t end, covered = 0;
+	size_t len1, len2;
+
+	ck_assert_ptr_nonnull(es);
+	ck_assert_ptr_nonnull(keys);
+	tu_fill(&r, keys, 1000 + BC_MAX_KEY);
+	gen_entries(&r, es, N, keys, &end);
+	dir_setup();
+	char *p = path_of(NAME);
+
+	CHECK(bc_hint_writer_open(&bc_io_posix, dirfd_, NAME, FILE_ID, 77, &w) == 0);
+	CHECK(bc_hint_writer_set_created(w, 1234) == 0);
+	for (int i = 0; i < N; i++)
+		CHECK(bc_hint_writer_add(w, &es[i]) == 0);
+	CHECK(bc_hint_writer_finish(w, end) == 0);
+	uint8_t *one = tu_read_file(p, &len1);
+	CHECK(one != NULL);
+
+	/* The first k, covering up to where entry k's record starts. */
+	CHECK(bc_hint_writer_open(&bc_io_posix, dirfd_, NAME, FILE_ID, 77, &w) == 0);
+	CHECK(bc_hint_writer_set_created(w, 1234) == 0);
+	for (int i = 0; i < k; i++)
+		CHECK(bc_hint_writer_add(w, &es[i]) == 0);
+	CHECK(bc_hint_writer_finish(w, es[k].offset) == 0);
+
+	CHECK(bc_hint_writer_resume(wio, dirfd_, NAME, FILE_ID, &w) == 0);
+	CHECK(exists(NAME ".tmp"));
+	CHECK(bc_hint_writer_set_created(w, 1) == -EINVAL);
+	/* Only records from covered on can follow. */
+	struct bc_hint_entry early = es[k];
+	early.offset--;
+	CHECK(bc_hint_writer_add(w, &early) == -EINVAL);
+	for (int i = k; i < N; i++)
+		CHECK(bc_hint_writer_add(w, &es[i]) == 0);
+	CHECK(bc_hint_writer_finish(w, end) == 0);
+	CHECK(!exists(NAME ".tmp"));
+	uint8_t *two = tu_read_file(p, &len2);
+	CHECK(two != NULL);
+	CHECK(len1 == len2 && memcmp(one, two, len1) == 0);
+
+	CHECK(bc_hint_load(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
+			   &covered) == 0);
+	CHECK(covered == end && c.n == N);
+	for (int i = 0; i < N; i++)
+		assert_entry_eq(&c.e[i], &es[i]);
+	collect_release(&c);
+	free(one);
+	free(two);
+	free(p);
+	dir_done();
+	free(keys);
+	free(es);
+}
+
+START_TEST(resume_continues)
+{
+	static const int ks[] = {0, 1, 1999, 3999};
+	resumed_matches_one_go(&bc_io_posix, ks[_i]);
+}
+END_TEST
+
 /* An I/O layer that moves at most 7 bytes per call, and can fail a chosen call. */
 static int io_calls, io_fail_at = -1, io_fail_rc;
 
@@ -538,10 +632,49 @@ START_TEST(big_round_trip_short_io)
 }
 END_TEST
 
+START_TEST(resume_short_io)
+{
+	struct bc_io io = short_io();
+	resumed_matches_one_go(&io, 2500);
+}
+END_TEST
+
+/* Fail the _i-th I/O call of a resume of the small hint: the error comes back, no tmp file
+ * is left and the hint is unchanged. */
+START_TEST(resume_io_failure_leaves_hint)
+{
+	struct bc_io io = short_io();
+
+	dir_setup();
+	CHECK(write_small(&bc_io_posix) == 0);
+	io_calls = 0;
+	io_fail_at = _i * 7;
+	io_fail_rc = -EIO;
+	struct bc_hint_writer *w;
+	int rc = bc_hint_writer_resume(&io, dirfd_, NAME, FILE_ID, &w);
+	if (io_calls > io_fail_at) {
+		io_fail_at = -1;
+		ck_assert_msg(rc == -EIO, "call %d failed, resume returned %d", _i * 7, rc);
+		CHECK(w == NULL && !exists(NAME ".tmp"));
+	} else {
+		io_fail_at = -1;
+		CHECK(rc == 0);
+		CHECK(bc_hint_writer_finish(w, SMALL_COVERED) == 0);
+	}
+	struct collect c = {0};
+	uint64_t covered = 0;
+	CHECK(bc_hint_load(&bc_io_posix, dirfd_, NAME, FILE_ID, UINT64_MAX, collect_fn, &c,
+			   &covered) == 0);
+	expect_small(&c, covered);
+	dir_done();
+}
+END_TEST
+
 START_TEST(missing_is_enoent)
 {
 	dir_setup();
 	assert_load_fails(-ENOENT);
+	assert_resume_fails(&bc_io_posix, -ENOENT);
 	dir_done();
 }
 END_TEST
@@ -555,6 +688,9 @@ START_TEST(other_file_id_rejected)
 	CHECK(bc_hint_load(&bc_io_posix, dirfd_, NAME, FILE_ID + 1, UINT64_MAX, collect_fn, &c,
 			   NULL) == -EBADMSG);
 	CHECK(c.n == 0);
+	struct bc_hint_writer *w;
+	CHECK(bc_hint_writer_resume(&bc_io_posix, dirfd_, NAME, FILE_ID + 1, &w) == -EBADMSG);
+	CHECK(!exists(NAME ".tmp"));
 	dir_done();
 }
 END_TEST
@@ -588,6 +724,7 @@ START_TEST(flipped_byte_rejected)
 		b[_i] ^= masks[m];
 		CHECK(tu_write_file(p, b, len) == 0);
 		assert_load_fails(-EBADMSG);
+		assert_resume_fails(&bc_io_posix, -EBADMSG);
 		b[_i] ^= masks[m];
 	}
 	free(b);
@@ -607,6 +744,7 @@ START_TEST(truncated_rejected)
 	CHECK(b != NULL && (size_t)_i < len);
 	CHECK(truncate(p, _i) == 0);
 	assert_load_fails(-EBADMSG);
+	assert_resume_fails(&bc_io_posix, -EBADMSG);
 	if (_i == 0) {
 		uint8_t *more = calloc(1, len + 1);
 		ck_assert_ptr_nonnull(more);
@@ -847,6 +985,12 @@ static Suite *hint_suite(void)
 	tcase_add_test(tc, big_round_trip_posix);
 	tcase_add_test(tc, big_round_trip_short_io);
 	tcase_add_test(tc, callback_stop_is_returned);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("resume");
+	tcase_add_loop_test(tc, resume_continues, 0, 4);
+	tcase_add_test(tc, resume_short_io);
+	tcase_add_loop_test(tc, resume_io_failure_leaves_hint, 0, 40);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("load rejects");
