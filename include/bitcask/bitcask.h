@@ -164,7 +164,12 @@ int bc_close(struct bc_db *db);
 /* Flush and fdatasync everything written so far. */
 int bc_sync(struct bc_db *db);
 
-/* Store value under key, replacing any old value and metadata; expiry from default_ttl_s. */
+/*
+ * Store value under key, replacing any old value and metadata; expiry from default_ttl_s.
+ * val must not change during the call: a large value is checksummed in place and then
+ * written from there, and bytes changed in between would be stored under a CRC that no
+ * longer matches them.
+ */
 int bc_put(struct bc_db *db, unsigned space, const void *key, size_t klen, const void *val,
 	   size_t vlen);
 
@@ -216,7 +221,8 @@ int bc_delete(struct bc_db *db, unsigned space, const void *key, size_t klen);
  * missing and extending it if off + len is past the end (a gap reads as zeros). Costs in
  * proportion to len plus at most two chunks, whatever the value's size. Each call is
  * atomic across a crash for len <= BC_WRITE_ATOMIC; a longer one is applied in pieces of
- * that size, each whole or absent.
+ * that size, each whole or absent. As with bc_put, buf must not change during the call
+ * (large data is checksummed in place and then written from there).
  */
 #define BC_WRITE_ATOMIC (UINT64_C(8) << 20)
 int bc_write(struct bc_db *db, unsigned space, const void *key, size_t klen, uint64_t off,

@@ -386,8 +386,8 @@ out_drop:;
 	return rc;
 }
 
-int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset,
-	      uint64_t *mark)
+int bc_append(struct bc_db *db, struct iovec *iov, int niov, size_t len, uint32_t *slot,
+	      uint64_t *offset, uint64_t *mark)
 {
 	if (db->write_error)
 		return db->write_error;
@@ -407,10 +407,15 @@ int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uin
 		mapped = !db->fill_failed && off + len <= db->fill_end;
 	}
 	int rc = 0;
-	if (mapped)
-		memcpy(f->wmap + off, buf, len);
-	else
-		rc = bc_io_pwrite_full(db->io, f->fd, buf, len, off);
+	if (mapped) {
+		uint8_t *to = f->wmap + off;
+		for (int i = 0; i < niov; i++) {
+			memcpy(to, iov[i].iov_base, iov[i].iov_len);
+			to += iov[i].iov_len;
+		}
+	} else {
+		rc = bc_io_pwritev_full(db->io, f->fd, iov, niov, off);
+	}
 	if (rc) {
 		/* Take back whatever part reached the file so the next append starts clean;
 		 * if even that fails the file's tail is unknown and writing must stop. */

@@ -343,13 +343,14 @@ int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_i
 	       struct bc_db **out);
 
 /*
- * Append len bytes at the end of the active file (wlock held), rotating first when they
- * would push it past max_file_size. *slot and *offset receive where they went, *mark the
- * position to wait on for durability. The caller sets the file's size to offset + len
- * when it publishes the records (under kd_lock, with their keydir entries).
+ * Append the len bytes of iov[0..niov) at the end of the active file (wlock held),
+ * rotating first when they would push it past max_file_size; iov may be advanced. *slot
+ * and *offset receive where they went, *mark the position to wait on for durability. The
+ * caller sets the file's size to offset + len when it publishes the records (under
+ * kd_lock, with their keydir entries).
  */
-int bc_append(struct bc_db *db, const void *buf, size_t len, uint32_t *slot, uint64_t *offset,
-	      uint64_t *mark);
+int bc_append(struct bc_db *db, struct iovec *iov, int niov, size_t len, uint32_t *slot,
+	      uint64_t *offset, uint64_t *mark);
 /* Wait until everything appended so far up to mark is durable per the sync policy. */
 int bc_commit_wait(struct bc_db *db, uint64_t mark);
 /* Rotate the active file now (wlock held). */

@@ -13,14 +13,23 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include "crc32c.h"
 #include "record.h"
 
 /* ---- the record builder ---- */
 
+/*
+ * A record is encoded into wb.buf, except that chunk data of WB_REF_MIN bytes or more may
+ * stay where the caller has it (ext): the append gathers buf and those pieces with one
+ * pwritev, so a large write is copied once, by the kernel, instead of twice.
+ */
 struct wrec {
-	size_t off; /* in wb.buf */
+	size_t off; /* in the bytes appended */
+	size_t boff; /* in wb.buf: the record, or all of it but its last elen bytes */
+	const uint8_t *ext; /* the record's last elen bytes, not copied; NULL if none */
+	size_t elen;
 	bc_effect e;
 };
 
@@ -28,12 +37,18 @@ struct wrec {
  * buffers of its own and moves to the heap only when they are outgrown. */
 #define WB_INLINE 4096
 #define WB_INLINE_RECS 4
+#define WB_REF_MIN 4096
+/* Records left in the caller's memory per append: a pwritev takes at most 2 * this + 1
+ * pieces (IOV_MAX is 1024). An append of BC_WRITE_ATOMIC bytes has 128 chunks. */
+#define WB_MAX_EXT 256
 
 struct wb {
 	uint8_t *buf;
-	size_t len, cap;
+	size_t blen, cap; /* bytes in buf */
+	size_t len; /* bytes to append: blen and the ext pieces */
 	struct wrec *v;
 	size_t n, cap_v;
+	size_t next; /* records with an ext piece */
 	bool batch; /* members flagged; a BATCH record is put in front at commit */
 	uint64_t now;
 	uint8_t ibuf[WB_INLINE];
@@ -44,14 +59,14 @@ static void wb_init(struct wb *w, bool batch)
 {
 	w->buf = w->ibuf;
 	w->cap = sizeof(w->ibuf);
-	w->len = 0;
+	w->blen = w->len = 0;
 	w->v = w->iv;
 	w->cap_v = WB_INLINE_RECS;
-	w->n = 0;
+	w->n = w->next = 0;
 	w->batch = batch;
 	w->now = bc_now_ns();
-	if (batch)
-		w->len = BC_REC_HEADER_SIZE + BC_BATCH_VALUE_SIZE; /* room for the header */
+	if (batch) /* room for the header */
+		w->blen = w->len = BC_REC_HEADER_SIZE + BC_BATCH_VALUE_SIZE;
 }
 
 static void wb_release(struct wb *w)
@@ -64,16 +79,16 @@ static void wb_release(struct wb *w)
 
 static int wb_reserve(struct wb *w, size_t more)
 {
-	if (w->len + more <= w->cap)
+	if (w->blen + more <= w->cap)
 		return 0;
 	size_t cap = w->cap * 2;
-	while (cap < w->len + more)
+	while (cap < w->blen + more)
 		cap *= 2;
 	uint8_t *b = w->buf == w->ibuf ? malloc(cap) : realloc(w->buf, cap);
 	if (!b)
 		return -ENOMEM;
 	if (w->buf == w->ibuf)
-		memcpy(b, w->ibuf, w->len);
+		memcpy(b, w->ibuf, w->blen);
 	w->buf = b;
 	w->cap = cap;
 	return 0;
@@ -81,12 +96,14 @@ static int wb_reserve(struct wb *w, size_t more)
 
 /*
  * Append one record. value is the value field in up to two pieces (a 16-byte prefix and
- * data for object records), so chunk data need not be copied twice.
+ * data for object records), so chunk data need not be copied twice. With ref, v2 stays
+ * valid and unchanged until the commit, and a large one is not copied at all.
  */
 static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void *v1, size_t l1,
-		  const void *v2, size_t l2)
+		  const void *v2, size_t l2, bool ref)
 {
 	size_t total = BC_REC_HEADER_SIZE + e->klen + e->mlen + l1 + l2;
+	bool ext = ref && l2 >= WB_REF_MIN && w->next < WB_MAX_EXT;
 	if (w->n == w->cap_v) {
 		size_t cap = w->cap_v * 2;
 		struct wrec *v =
@@ -98,10 +115,11 @@ static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void
 		w->v = v;
 		w->cap_v = cap;
 	}
-	int rc = wb_reserve(w, total);
+	size_t inbuf = total - (ext ? l2 : 0);
+	int rc = wb_reserve(w, inbuf);
 	if (rc)
 		return rc;
-	uint8_t *p = w->buf + w->len;
+	uint8_t *p = w->buf + w->blen;
 	uint8_t *body = p + BC_REC_HEADER_SIZE;
 	if (e->klen)
 		memcpy(body, e->key, e->klen);
@@ -109,17 +127,50 @@ static int wb_add(struct wb *w, const bc_effect *e, const void *meta, const void
 		memcpy(body + e->klen, meta, e->mlen);
 	if (l1)
 		memcpy(body + e->klen + e->mlen, v1, l1);
-	if (l2)
-		memcpy(body + e->klen + e->mlen + l1, v2, l2);
-	bc_record_encode_header(p, e->type, w->batch ? BC_RF_BATCH : 0, e->space, w->now,
-				e->expire_s, e->klen, e->mlen, (uint32_t)(l1 + l2), body,
-				total - BC_REC_HEADER_SIZE);
+	uint8_t flags = w->batch ? BC_RF_BATCH : 0;
+	if (ext) {
+		uint32_t crc = bc_crc32c(0, body, inbuf - BC_REC_HEADER_SIZE);
+		bc_record_encode_header_crc(p, e->type, flags, e->space, w->now, e->expire_s,
+					    e->klen, e->mlen, (uint32_t)(l1 + l2),
+					    bc_crc32c(crc, v2, l2));
+	} else {
+		if (l2)
+			memcpy(body + e->klen + e->mlen + l1, v2, l2);
+		bc_record_encode_header(p, e->type, flags, e->space, w->now, e->expire_s, e->klen,
+					e->mlen, (uint32_t)(l1 + l2), body,
+					total - BC_REC_HEADER_SIZE);
+	}
 	struct wrec *r = &w->v[w->n++];
 	r->off = w->len;
+	r->boff = w->blen;
+	r->ext = ext ? v2 : NULL;
+	r->elen = ext ? l2 : 0;
 	r->e = *e;
 	r->e.vlen = (uint32_t)(l1 + l2);
 	w->len += total;
+	w->blen += inbuf;
+	w->next += ext;
 	return 0;
+}
+
+/* The pieces to append, in order: runs of buf between the records' ext pieces. */
+static int wb_gather(const struct wb *w, struct iovec *iov)
+{
+	size_t from = 0;
+	int n = 0;
+	for (size_t i = 0; i < w->n; i++) {
+		const struct wrec *r = &w->v[i];
+		if (!r->ext)
+			continue;
+		size_t end =
+			r->boff + BC_REC_HEADER_SIZE + r->e.klen + r->e.mlen + r->e.vlen - r->elen;
+		iov[n++] = (struct iovec){w->buf + from, end - from};
+		iov[n++] = (struct iovec){(void *)r->ext, r->elen};
+		from = end;
+	}
+	if (from < w->blen)
+		iov[n++] = (struct iovec){w->buf + from, w->blen - from};
+	return n;
 }
 
 /*
@@ -138,9 +189,11 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 		bc_record_encode(w->buf, BC_REC_BATCH, 0, 0, w->now, 0, NULL, 0, NULL, 0, val,
 				 sizeof(val));
 	}
+	struct iovec iov[2 * WB_MAX_EXT + 1];
+	int niov = wb_gather(w, iov);
 	uint32_t slot;
 	uint64_t base;
-	int rc = bc_append(db, w->buf, w->len, &slot, &base, mark);
+	int rc = bc_append(db, iov, niov, w->len, &slot, &base, mark);
 	if (rc)
 		return rc;
 	struct bc_dropped dropped = {0};
@@ -149,7 +202,7 @@ static int wb_commit(struct bc_db *db, struct wb *w, uint64_t *mark)
 	for (size_t i = 0; i < w->n && !rc; i++) {
 		bc_effect *e = &w->v[i].e;
 		e->offset = (uint32_t)(base + w->v[i].off);
-		e->key = w->buf + w->v[i].off + BC_REC_HEADER_SIZE;
+		e->key = w->buf + w->v[i].boff + BC_REC_HEADER_SIZE;
 		rc = bc_apply(db, slot, e, &dropped);
 	}
 	bc_objects_release(db, &dropped);
@@ -282,7 +335,7 @@ static int add_put(struct wb *w, unsigned space, const void *key, size_t klen, c
 {
 	bc_effect e = eff(BC_REC_PUT, space, key, klen, mlen, expire_s);
 	e.dlen = (uint32_t)vlen;
-	return wb_add(w, &e, meta, val, vlen, NULL, 0);
+	return wb_add(w, &e, meta, val, vlen, NULL, 0, false);
 }
 
 static int add_link(struct wb *w, unsigned space, const void *key, size_t klen, const void *meta,
@@ -293,10 +346,12 @@ static int add_link(struct wb *w, unsigned space, const void *key, size_t klen, 
 	bc_effect e = eff(BC_REC_LINK, space, key, klen, mlen, expire_s);
 	e.object = object;
 	e.size = size;
-	return wb_add(w, &e, meta, v, sizeof(v), NULL, 0);
+	return wb_add(w, &e, meta, v, sizeof(v), NULL, 0, false);
 }
 
-static int add_chunk(struct wb *w, uint64_t object, uint32_t index, const void *data, size_t dlen)
+/* With ref, data stays valid and unchanged until the commit (wb_add). */
+static int add_chunk(struct wb *w, uint64_t object, uint32_t index, const void *data, size_t dlen,
+		     bool ref)
 {
 	uint8_t v[BC_CHUNK_PREFIX];
 	bc_record_chunk_prefix(v, object, index);
@@ -304,7 +359,7 @@ static int add_chunk(struct wb *w, uint64_t object, uint32_t index, const void *
 	e.object = object;
 	e.index = index;
 	e.dlen = (uint32_t)dlen;
-	return wb_add(w, &e, NULL, v, sizeof(v), data, dlen);
+	return wb_add(w, &e, NULL, v, sizeof(v), data, dlen, ref);
 }
 
 static int add_trunc(struct wb *w, uint64_t object, uint64_t size)
@@ -314,13 +369,13 @@ static int add_trunc(struct wb *w, uint64_t object, uint64_t size)
 	bc_effect e = eff(BC_REC_TRUNC, 0, NULL, 0, 0, 0);
 	e.object = object;
 	e.size = size;
-	return wb_add(w, &e, NULL, v, sizeof(v), NULL, 0);
+	return wb_add(w, &e, NULL, v, sizeof(v), NULL, 0, false);
 }
 
 static int add_delete(struct wb *w, unsigned space, const void *key, size_t klen)
 {
 	bc_effect e = eff(BC_REC_DELETE, space, key, klen, 0, 0);
-	return wb_add(w, &e, NULL, NULL, 0, NULL, 0);
+	return wb_add(w, &e, NULL, NULL, 0, NULL, 0, false);
 }
 
 /*
@@ -381,7 +436,7 @@ static int write_fresh_chunks(struct bc_db *db, uint64_t object, uint64_t first,
 		size_t piece = 0;
 		while (len && piece < BC_WRITE_ATOMIC && !rc) {
 			size_t n = len < BC_CHUNK_SIZE ? len : BC_CHUNK_SIZE;
-			rc = add_chunk(&w, object, (uint32_t)first, data, n);
+			rc = add_chunk(&w, object, (uint32_t)first, data, n, true);
 			first++;
 			data += n;
 			len -= n;
@@ -506,7 +561,7 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 			: 0;
 		if (ws == 0 && we >= old_end) {
 			/* The write covers all old data of this chunk: no read needed. */
-			rc = add_chunk(&w, c->object_id, (uint32_t)i, src, we);
+			rc = add_chunk(&w, c->object_id, (uint32_t)i, src, we, true);
 			continue;
 		}
 		if (!cbuf) {
@@ -530,7 +585,8 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 		}
 		memcpy(cbuf + ws, src, we - ws);
 		uint64_t dl = we > dlen ? we : dlen;
-		rc = add_chunk(&w, c->object_id, (uint32_t)i, cbuf, dl);
+		/* Copied: cbuf takes the next partial chunk (the range's other end). */
+		rc = add_chunk(&w, c->object_id, (uint32_t)i, cbuf, dl, false);
 	}
 	if (!rc && (nsize != old || c->relink))
 		rc = add_link(&w, space, key, klen, c->meta, c->mlen, c->expire_s, c->object_id,
@@ -540,9 +596,10 @@ static int object_write(struct bc_db *db, unsigned space, const void *key, size_
 		struct wb s;
 		wb_init(&s, false);
 		bc_effect e = w.v[0].e;
-		const uint8_t *body = w.buf + w.v[0].off + BC_REC_HEADER_SIZE;
-		rc = wb_add(&s, &e, NULL, body, BC_CHUNK_PREFIX, body + BC_CHUNK_PREFIX,
-			    e.vlen - BC_CHUNK_PREFIX);
+		const uint8_t *body = w.buf + w.v[0].boff + BC_REC_HEADER_SIZE;
+		const uint8_t *data = w.v[0].ext ? w.v[0].ext : body + BC_CHUNK_PREFIX;
+		rc = wb_add(&s, &e, NULL, body, BC_CHUNK_PREFIX, data, e.vlen - BC_CHUNK_PREFIX,
+			    true);
 		if (!rc)
 			rc = wb_commit(db, &s, mark);
 		wb_release(&s);
@@ -765,7 +822,7 @@ static int truncate_locked(struct bc_db *db, unsigned space, const void *key, si
 			uint32_t dlen = 0;
 			rc = cbuf ? chunk_load(db, c.obj, idx, cbuf, &dlen) : -ENOMEM;
 			if (!rc && dlen > in)
-				rc = add_chunk(&w, c.object_id, (uint32_t)idx, cbuf, in);
+				rc = add_chunk(&w, c.object_id, (uint32_t)idx, cbuf, in, true);
 		}
 		if (!rc)
 			rc = add_link(&w, space, key, klen, c.meta, c.mlen, c.expire_s, c.object_id,
