@@ -485,20 +485,27 @@ static int gen_entries(struct tu_rng *r, struct bc_hint_entry *out, int n, uint8
 	return n;
 }
 
+/* n entries from gen_entries and the key bytes they point into; the caller frees both. */
+static struct bc_hint_entry *big_entries(struct tu_rng *r, int n, uint8_t **keys, uint64_t *end)
+{
+	struct bc_hint_entry *es = calloc((size_t)n, sizeof(*es));
+	*keys = malloc(1000 + BC_MAX_KEY);
+	ck_assert_ptr_nonnull(es);
+	ck_assert_ptr_nonnull(*keys);
+	tu_fill(r, *keys, 1000 + BC_MAX_KEY);
+	gen_entries(r, es, n, *keys, end);
+	return es;
+}
+
 static void big_round_trip(const struct bc_io *wio, const struct bc_io *rio)
 {
 	enum { N = 4000 };
 	struct tu_rng r = {tu_seed(0x41)};
-	struct bc_hint_entry *es = calloc(N, sizeof(*es));
-	uint8_t *keys = malloc(1000 + BC_MAX_KEY);
+	uint8_t *keys;
+	uint64_t end, covered = 0;
+	struct bc_hint_entry *es = big_entries(&r, N, &keys, &end);
 	struct bc_hint_writer *w;
 	struct collect c = {0};
-	uint64_t end, covered = 0;
-
-	ck_assert_ptr_nonnull(es);
-	ck_assert_ptr_nonnull(keys);
-	tu_fill(&r, keys, 1000 + BC_MAX_KEY);
-	gen_entries(&r, es, N, keys, &end);
 
 	dir_setup();
 	CHECK(bc_hint_writer_open(wio, dirfd_, NAME, FILE_ID, 1, &w) == 0);
@@ -531,17 +538,13 @@ static void resumed_matches_one_go(const struct bc_io *wio, int k)
 {
 	enum { N = 4000 };
 	struct tu_rng r = {tu_seed(0x52)};
-	struct bc_hint_entry *es = calloc(N, sizeof(*es));
-	uint8_t *keys = malloc(1000 + BC_MAX_KEY);
+	uint8_t *keys;
+	uint64_t end, covered = 0;
+	struct bc_hint_entry *es = big_entries(&r, N, &keys, &end);
 	struct bc_hint_writer *w;
 	struct collect c = {0};
-	uint64_t end, covered = 0;
 	size_t len1, len2;
 
-	ck_assert_ptr_nonnull(es);
-	ck_assert_ptr_nonnull(keys);
-	tu_fill(&r, keys, 1000 + BC_MAX_KEY);
-	gen_entries(&r, es, N, keys, &end);
 	dir_setup();
 	char *p = path_of(NAME);
 
@@ -896,17 +899,13 @@ START_TEST(writer_io_failure_leaves_nothing)
 {
 	enum { N = 3000 };
 	struct tu_rng r = {7};
-	struct bc_hint_entry *es = calloc(N, sizeof(*es));
-	uint8_t *keys = malloc(1000 + BC_MAX_KEY);
+	uint8_t *keys;
+	uint64_t end;
+	struct bc_hint_entry *es = big_entries(&r, N, &keys, &end);
 	struct bc_io io = short_io();
 	struct bc_hint_writer *w;
-	uint64_t end;
 	int rc = 0;
 
-	ck_assert_ptr_nonnull(es);
-	ck_assert_ptr_nonnull(keys);
-	tu_fill(&r, keys, 1000 + BC_MAX_KEY);
-	gen_entries(&r, es, N, keys, &end);
 	dir_setup();
 	io_calls = 0;
 	io_fail_at = _i * 4001; /* spread over the ~100k write calls */
