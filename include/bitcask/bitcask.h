@@ -161,7 +161,12 @@ int bc_open(const char *dir, const struct bc_options *opts, struct bc_db **out);
  */
 int bc_close(struct bc_db *db);
 
-/* Flush and fdatasync everything written so far. */
+/*
+ * Flush and fdatasync everything written so far, in every file: without BC_SYNC_ALWAYS a
+ * data file that filled up is synced by a thread of its own while writes go on in the next
+ * one, and bc_sync waits for it. Returns an error from any of those syncs; after one the
+ * store accepts no more writes (reopen it).
+ */
 int bc_sync(struct bc_db *db);
 
 /*

@@ -241,20 +241,26 @@ static int hint_open_for(struct bc_db *db, struct bc_file *f)
 				   &db->active_hint);
 }
 
-/* Finish the active file's hint covering everything appended (after a data sync). */
-static int hint_finish_active(struct bc_db *db)
+/* Finish f's hint w, covering all of f (after a data sync of f). */
+static int hint_finish(struct bc_db *db, struct bc_file *f, struct bc_hint_writer *w)
 {
-	if (!db->active_hint)
+	if (!w)
 		return 0;
-	struct bc_file *f = bc_active_file(db);
-	int rc = bc_hint_writer_finish(db->active_hint, f->size);
-	db->active_hint = NULL;
+	int rc = bc_hint_writer_finish(w, f->size);
 	if (rc)
 		bc_log(db, BC_LOG_WARN, "%s: hint for %016" PRIx64 ": %s (open will scan it)",
 		       db->dir, f->id, bc_strerror(rc));
 	else
-		f->has_hint = true;
+		atomic_store(&f->has_hint, true);
 	return rc;
+}
+
+/* Finish the active file's hint covering everything appended (after a data sync). */
+static int hint_finish_active(struct bc_db *db)
+{
+	struct bc_hint_writer *w = db->active_hint;
+	db->active_hint = NULL;
+	return hint_finish(db, bc_active_file(db), w);
 }
 
 /*
@@ -332,21 +338,89 @@ static void fill_cut(struct bc_db *db, struct bc_file *f)
 	db->fill_failed = false;
 }
 
+/* Sync the file a rotation left, then write its hint (retire_* set by bc_rotate). */
+static void *retire_main(void *arg)
+{
+	struct bc_db *db = arg;
+	struct bc_file *f = db->retire_f;
+	int rc = bc_io_fdatasync(db->io, f->fd);
+	if (rc)
+		bc_hint_writer_abort(db->retire_hint);
+	else
+		hint_finish(db, f, db->retire_hint);
+	db->retire_hint = NULL;
+	db->retire_rc = rc;
+	return NULL;
+}
+
+/* After retire_main (retire_mu held): take its result; an error stops writes. */
+static int retire_done(struct bc_db *db)
+{
+	int rc = db->retire_rc;
+	if (rc) {
+		db->write_error = rc;
+		bc_log(db, BC_LOG_ERROR,
+		       "%s: fdatasync of %016" PRIx64
+		       " after rotation: %s; the store accepts no more writes",
+		       db->dir, db->retire_f->id, strerror(-rc));
+	}
+	bc_file_put(db, db->retire_f);
+	db->retire_f = NULL;
+	return rc;
+}
+
+int bc_retire_wait(struct bc_db *db)
+{
+	int rc = 0;
+	pthread_mutex_lock(&db->retire_mu);
+	if (db->retiring) {
+		pthread_join(db->retire_th, NULL);
+		db->retiring = false;
+		rc = retire_done(db);
+	}
+	pthread_mutex_unlock(&db->retire_mu);
+	return rc;
+}
+
+/*
+ * Hand the old active file and its hint writer to a thread that syncs the file and then
+ * finishes the hint (a hint may only describe durable records). Where no thread can be
+ * started, do both here.
+ */
+static void retire(struct bc_db *db, struct bc_file *old, struct bc_hint_writer *w)
+{
+	pthread_mutex_lock(&db->retire_mu);
+	atomic_fetch_add(&old->refs, 1);
+	db->retire_f = old;
+	db->retire_hint = w;
+	db->retiring = pthread_create(&db->retire_th, NULL, retire_main, db) == 0;
+	if (!db->retiring) {
+		retire_main(db);
+		retire_done(db);
+	}
+	pthread_mutex_unlock(&db->retire_mu);
+}
+
 int bc_rotate(struct bc_db *db)
 {
 	struct bc_file *old = bc_active_file(db);
 	fill_cut(db, old);
-	int rc = bc_io_fdatasync(db->io, old->fd);
+	bool always = db->opt.sync == BC_SYNC_ALWAYS;
+	/* Unsynced writes leave the sync to retire(); one file at a time. */
+	int rc = always ? bc_io_fdatasync(db->io, old->fd) : bc_retire_wait(db);
 	if (rc) {
 		db->write_error = rc;
-		bc_log(db, BC_LOG_ERROR, "%s: fdatasync before rotation: %s", db->dir,
-		       strerror(-rc));
+		if (always)
+			bc_log(db, BC_LOG_ERROR, "%s: fdatasync before rotation: %s", db->dir,
+			       strerror(-rc));
 		return rc;
 	}
-	pthread_mutex_lock(&db->sync_mu);
-	db->synced = db->appended;
-	pthread_mutex_unlock(&db->sync_mu);
-	hint_finish_active(db);
+	if (always) {
+		pthread_mutex_lock(&db->sync_mu);
+		db->synced = db->appended;
+		pthread_mutex_unlock(&db->sync_mu);
+		hint_finish_active(db);
+	}
 
 	bc_kd_rdlock(db);
 	uint64_t id = (bc_files_max_id(db) / BC_ID_STEP + 1) * BC_ID_STEP;
@@ -355,7 +429,7 @@ int bc_rotate(struct bc_db *db)
 	rc = bc_file_create(db, id, false, &f);
 	if (rc)
 		return rc;
-	if (db->opt.sync == BC_SYNC_ALWAYS) {
+	if (always) {
 		rc = bc_io_fdatasync(db->io, f->fd);
 		if (!rc)
 			rc = bc_io_fsync(db->io, db->dirfd);
@@ -373,6 +447,10 @@ int bc_rotate(struct bc_db *db)
 	if (slot < 0) {
 		rc = slot;
 		goto out_drop;
+	}
+	if (!always) {
+		retire(db, old, db->active_hint);
+		db->active_hint = NULL;
 	}
 	if (hint_open_for(db, f))
 		db->active_hint = NULL; /* no hint for this file: open will scan it */
@@ -481,8 +559,10 @@ static int sync_leader(struct bc_db *db, bool patient)
 	struct bc_file *f = bc_file_get(db, db->active);
 	bc_kd_unlock(db);
 	pthread_mutex_unlock(&db->sync_mu);
+	/* The file the last rotation left may hold some of the bytes too. */
+	int retire_rc = bc_retire_wait(db);
 	uint64_t t0 = mono_ns();
-	int rc = f ? bc_io_fdatasync(db->io, f->fd) : 0;
+	int rc = retire_rc ? retire_rc : f ? bc_io_fdatasync(db->io, f->fd) : 0;
 	uint64_t took = mono_ns() - t0;
 	bc_file_put(db, f);
 	atomic_fetch_add(&db->n_sync, 1);
@@ -492,8 +572,10 @@ static int sync_leader(struct bc_db *db, bool patient)
 	db->last_sync_ns = took;
 	if (rc) {
 		db->write_error = rc;
-		bc_log(db, BC_LOG_ERROR, "%s: fdatasync: %s; the store accepts no more writes",
-		       db->dir, strerror(-rc));
+		if (!retire_rc)
+			bc_log(db, BC_LOG_ERROR,
+			       "%s: fdatasync: %s; the store accepts no more writes", db->dir,
+			       strerror(-rc));
 	} else if (target > db->synced) {
 		db->synced = target;
 	}
@@ -694,6 +776,7 @@ int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_i
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&db->lead_cv, &ca);
 	pthread_condattr_destroy(&ca);
+	pthread_mutex_init(&db->retire_mu, NULL);
 	pthread_mutex_init(&db->bg_mu, NULL);
 	pthread_cond_init(&db->bg_cv, NULL);
 	pthread_mutex_init(&db->merge_mu, NULL);
@@ -764,6 +847,7 @@ int bc_close(struct bc_db *db)
 		pthread_mutex_unlock(&db->bg_mu);
 		pthread_join(db->bg, NULL);
 	}
+	rc = bc_retire_wait(db);
 	/* A hint is written only for a store that opened: after a failed open the active
 	 * file's hint writer has not seen every record, and a hint lacking some would hide
 	 * them at the next open. */
@@ -797,6 +881,7 @@ int bc_close(struct bc_db *db)
 	pthread_mutex_destroy(&db->sync_mu);
 	pthread_cond_destroy(&db->sync_cv);
 	pthread_cond_destroy(&db->lead_cv);
+	pthread_mutex_destroy(&db->retire_mu);
 	pthread_mutex_destroy(&db->bg_mu);
 	pthread_cond_destroy(&db->bg_cv);
 	pthread_mutex_destroy(&db->merge_mu);

@@ -71,7 +71,9 @@ struct bc_db {
 
 	struct bc_hint_writer *active_hint;
 	bool opened; /* bc_open finished: close may write the active file's hint */
-	int write_error; /* sticky: once a write or sync fails half-way, writes stop */
+	/* Sticky: once a write or sync fails half-way, writes stop. Set under wlock or
+	 * sync_mu, read under either or none. */
+	_Atomic int write_error;
 	/* The active file is filled ahead of its appends (space reserved, or zeros written)
 	 * up to fill_end (wlock; see fill_ahead in db.c); fill_failed: filling failed, stop
 	 * trying and copying into the mapping until the next file. */
@@ -90,6 +92,18 @@ struct bc_db {
 	uint64_t last_group; /* writers the last sync covered */
 	uint64_t last_sync_ns; /* how long the last fdatasync took */
 	atomic_bool dir_dirty; /* a file was created and the directory not yet fsynced */
+
+	/*
+	 * The file the last rotation left, when writes are not synced one by one: its
+	 * fdatasync and then its hint run in a thread of their own (retire_main in db.c), so
+	 * the writer that rotated goes on in the new file. bc_retire_wait joins it.
+	 */
+	pthread_mutex_t retire_mu;
+	pthread_t retire_th;
+	bool retiring;
+	struct bc_file *retire_f; /* a reference the thread holds */
+	struct bc_hint_writer *retire_hint; /* the file's hint, finished after the sync */
+	int retire_rc;
 
 	/* Background thread: interval sync and automatic merge. */
 	pthread_t bg;
@@ -353,8 +367,17 @@ int bc_append(struct bc_db *db, struct iovec *iov, int niov, size_t len, uint32_
 	      uint64_t *offset, uint64_t *mark);
 /* Wait until everything appended so far up to mark is durable per the sync policy. */
 int bc_commit_wait(struct bc_db *db, uint64_t mark);
-/* Rotate the active file now (wlock held). */
+/*
+ * Rotate the active file now (wlock held). With BC_SYNC_ALWAYS the old file is synced
+ * and its hint written before it returns; otherwise a thread does both (bc_retire_wait).
+ */
 int bc_rotate(struct bc_db *db);
+/*
+ * Wait for the file the last rotation left to be synced and its hint written. Returns 0,
+ * or the sync's error, which also stops writes (write_error). Any lock but retire_mu may
+ * be held.
+ */
+int bc_retire_wait(struct bc_db *db);
 /* fdatasync the active file and everything appended (any policy). */
 int bc_sync_all(struct bc_db *db);
 

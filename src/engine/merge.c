@@ -653,21 +653,30 @@ int bc_merge_run(struct bc_db *db, bool full)
 	db->merge_running = true;
 	pthread_mutex_unlock(&db->merge_mu);
 
-	/* Snapshot the file table: every file but the active one, in id order. */
+	/*
+	 * Snapshot the file table: every file but the active one and one a rotation left
+	 * that is still being synced (its hint must not land after a merge removed it), in
+	 * id order. Such a file is waited for first, outside wlock, so there rarely is one.
+	 */
+	int rc = bc_retire_wait(db);
 	pthread_mutex_lock(&db->wlock);
+	pthread_mutex_lock(&db->retire_mu);
+	const struct bc_file *retiring = db->retiring ? db->retire_f : NULL;
+	pthread_mutex_unlock(&db->retire_mu);
 	bc_kd_lock_bg(db, false);
 	size_t n = 0;
 	struct mfile *all = calloc(db->nslots + 1, sizeof(*all));
 	uint64_t active_id = db->files[db->active]->id;
 	for (uint32_t i = 0; all && i < db->nslots; i++) {
 		struct bc_file *f = db->files[i];
-		if (!f || i == db->active)
+		if (!f || i == db->active || f == retiring)
 			continue;
 		all[n++] = (struct mfile){i, f->id, f->size, f->live, f->damaged};
 	}
 	bc_kd_unlock(db);
 	pthread_mutex_unlock(&db->wlock);
-	int rc = all ? 0 : -ENOMEM;
+	if (!rc && !all)
+		rc = -ENOMEM;
 	if (rc)
 		goto out;
 	qsort(all, n, sizeof(*all), cmp_mfile);

@@ -144,7 +144,10 @@ int bc_snapshot(struct bc_db *db, const char *dest)
 	pthread_mutex_unlock(&db->merge_mu);
 
 	pthread_mutex_lock(&db->wlock);
+	/* The file rotated out is synced and has its hint before it is linked. */
 	int rc = bc_rotate(db);
+	if (!rc)
+		rc = bc_retire_wait(db);
 	uint64_t *ids = NULL;
 	bool *hints = NULL;
 	size_t n = 0;

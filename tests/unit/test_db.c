@@ -813,6 +813,9 @@ START_TEST(snapshot_is_consistent)
 	char *snap = tu_tmpdir("snap");
 	rmdir(snap);
 	ck_assert_int_eq(bc_snapshot(db, snap), 0);
+	/* The file rotated out for it was synced and hinted before it was linked. */
+	ck_assert_int_eq(tu_count_suffix(snap, ".data"), 1);
+	ck_assert_int_eq(tu_count_suffix(snap, ".hint"), 1);
 	put_s("a", "changed");
 	put_s("c", "3");
 	ck_assert_int_eq(bc_snapshot(db, snap), -EEXIST);

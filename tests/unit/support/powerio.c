@@ -162,7 +162,7 @@ static int x_unlinkat_posix(void *ctx, int dirfd, const char *name)
 	return bc_io_posix.unlinkat(NULL, dirfd, name);
 }
 
-static int x_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
+static int x_openat_locked(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
 {
 	struct pio *p = ctx;
 	int fd = bc_io_posix.openat(NULL, dirfd, name, flags, mode);
@@ -184,7 +184,7 @@ static int x_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mo
 	return fd;
 }
 
-static int x_close(void *ctx, int fd)
+static int x_close_locked(void *ctx, int fd)
 {
 	struct pio *p = ctx;
 	if (fd >= 0 && fd < PIO_MAX_FD)
@@ -198,7 +198,7 @@ static ssize_t x_preadv(void *ctx, int fd, const struct iovec *iov, int n, off_t
 	return bc_io_posix.preadv(NULL, fd, iov, n, off);
 }
 
-static ssize_t x_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
+static ssize_t x_pwritev_locked(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
 {
 	struct pio *p = ctx;
 	ssize_t r = bc_io_posix.pwritev(NULL, fd, iov, n, off);
@@ -256,17 +256,17 @@ static int do_sync(struct pio *p, int fd, bool data_only)
 	return 0;
 }
 
-static int x_fdatasync(void *ctx, int fd)
+static int x_fdatasync_locked(void *ctx, int fd)
 {
 	return do_sync(ctx, fd, true);
 }
 
-static int x_fsync(void *ctx, int fd)
+static int x_fsync_locked(void *ctx, int fd)
 {
 	return do_sync(ctx, fd, false);
 }
 
-static int x_ftruncate(void *ctx, int fd, off_t len)
+static int x_ftruncate_locked(void *ctx, int fd, off_t len)
 {
 	struct pio *p = ctx;
 	int rc = bc_io_posix.ftruncate(NULL, fd, len);
@@ -284,7 +284,7 @@ static int x_fstat(void *ctx, int fd, struct stat *st)
 	return bc_io_posix.fstat(NULL, fd, st);
 }
 
-static int x_renameat(void *ctx, int dirfd, const char *from, const char *to)
+static int x_renameat_locked(void *ctx, int dirfd, const char *from, const char *to)
 {
 	struct pio *p = ctx;
 	int rc = bc_io_posix.renameat(NULL, dirfd, from, to);
@@ -299,7 +299,7 @@ static int x_renameat(void *ctx, int dirfd, const char *from, const char *to)
 	return 0;
 }
 
-static int x_unlinkat(void *ctx, int dirfd, const char *name)
+static int x_unlinkat_locked(void *ctx, int dirfd, const char *name)
 {
 	struct pio *p = ctx;
 	int rc = bc_io_posix.unlinkat(NULL, dirfd, name);
@@ -318,6 +318,80 @@ static int x_listdir(void *ctx, int dirfd, int (*fn)(void *arg, const char *name
 {
 	(void)ctx;
 	return bc_io_posix.listdir(NULL, dirfd, fn, arg);
+}
+
+/* ---- the hooks that touch the shadow: one thread at a time ---- */
+
+static int x_openat(void *ctx, int dirfd, const char *name, int flags, mode_t mode)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_openat_locked(ctx, dirfd, name, flags, mode);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_close(void *ctx, int fd)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_close_locked(ctx, fd);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static ssize_t x_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	ssize_t r = x_pwritev_locked(ctx, fd, iov, n, off);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_fdatasync(void *ctx, int fd)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_fdatasync_locked(ctx, fd);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_fsync(void *ctx, int fd)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_fsync_locked(ctx, fd);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_ftruncate(void *ctx, int fd, off_t len)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_ftruncate_locked(ctx, fd, len);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_renameat(void *ctx, int dirfd, const char *from, const char *to)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_renameat_locked(ctx, dirfd, from, to);
+	pthread_mutex_unlock(&p->mu);
+	return r;
+}
+
+static int x_unlinkat(void *ctx, int dirfd, const char *name)
+{
+	struct pio *p = ctx;
+	pthread_mutex_lock(&p->mu);
+	int r = x_unlinkat_locked(ctx, dirfd, name);
+	pthread_mutex_unlock(&p->mu);
+	return r;
 }
 
 static int nosync(void *ctx, int fd)
@@ -362,6 +436,11 @@ int pio_init(struct pio *p, const char *dir)
 		.linkat = x_linkat,
 		.listdir = x_listdir,
 	};
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+	pthread_mutex_init(&p->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
 	for (int i = 0; i < PIO_MAX_FD; i++)
 		p->fd_ino[i] = -1;
 	p->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -413,6 +492,7 @@ void pio_release(struct pio *p)
 	free(p->dur);
 	if (p->dirfd >= 0)
 		close(p->dirfd);
+	pthread_mutex_destroy(&p->mu);
 	memset(p, 0, sizeof(*p));
 	p->dirfd = -1;
 }
@@ -484,7 +564,8 @@ static uint8_t *crash_content(const struct pio_ino *in, enum pio_mode mode, uint
 	return b;
 }
 
-int pio_crash(struct pio *p, const char *out, enum pio_mode mode, bool dir_now, uint64_t seed)
+static int crash_locked(struct pio *p, const char *out, enum pio_mode mode, bool dir_now,
+			uint64_t seed)
 {
 	const struct pio_ent *v = dir_now ? p->cur : p->dur;
 	size_t n = dir_now ? p->ncur : p->ndur;
@@ -512,4 +593,12 @@ int pio_crash(struct pio *p, const char *out, enum pio_mode mode, bool dir_now, 
 			return -EIO;
 	}
 	return 0;
+}
+
+int pio_crash(struct pio *p, const char *out, enum pio_mode mode, bool dir_now, uint64_t seed)
+{
+	pthread_mutex_lock(&p->mu);
+	int rc = crash_locked(p, out, mode, dir_now, seed);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
 }

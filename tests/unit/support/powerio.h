@@ -14,11 +14,14 @@
  * durable bytes plus, depending on the mode, nothing, a random prefix of the unsynced
  * writes (the last one cut anywhere), all of them, or zeros where they went. A hook runs
  * before and after every sync call so a test can take a crash image at each sync point.
- * Files present when pio_init runs are taken as durable. Single-threaded use only.
+ * Files present when pio_init runs are taken as durable. Calls from several threads (the
+ * engine syncs a rotated-out file in a thread of its own) are serialized by a lock that
+ * the thread running a hook holds.
  */
 #ifndef BC_TEST_POWERIO_H
 #define BC_TEST_POWERIO_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -56,6 +59,7 @@ struct pio_ent {
 
 struct pio {
 	struct bc_io io; /* pass &p->io to bc_open_io; io.ctx points back at p */
+	pthread_mutex_t mu; /* recursive: a hook may call back in */
 	int dirfd; /* the watched directory (our own descriptor) */
 	struct pio_ino *inos;
 	size_t nino, capino;

@@ -142,3 +142,18 @@ uint64_t tu_seed(uint64_t dflt)
 	fprintf(stderr, "seed %llu (set BC_TEST_SEED to repeat)\n", (unsigned long long)s);
 	return s;
 }
+
+int tu_count_suffix(const char *dir, const char *suffix)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return -1;
+	int n = 0;
+	size_t sl = strlen(suffix);
+	for (struct dirent *e; (e = readdir(d));) {
+		size_t l = strlen(e->d_name);
+		n += l > sl && !strcmp(e->d_name + l - sl, suffix);
+	}
+	closedir(d);
+	return n;
+}

@@ -33,6 +33,8 @@ void tu_fill(struct tu_rng *r, void *buf, size_t len);
 /* Read a whole file into a malloc'd buffer; returns NULL on failure. */
 void *tu_read_file(const char *path, size_t *len);
 int tu_write_file(const char *path, const void *buf, size_t len);
+/* Names in directory dir that end in suffix (-1 when dir cannot be read). */
+int tu_count_suffix(const char *dir, const char *suffix);
 
 /* Seed from $BC_TEST_SEED when set, else the given default (printed either way). */
 uint64_t tu_seed(uint64_t dflt);
