@@ -79,6 +79,8 @@ struct bc_db {
 	 * trying and copying into the mapping until the next file. */
 	uint64_t fill_end;
 	bool fill_failed;
+	/* Where the active file's bytes not yet handed to write-behind start (wlock). */
+	uint64_t wb_from;
 
 	/* Group commit (sync_mu). */
 	pthread_mutex_t sync_mu;

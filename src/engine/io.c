@@ -153,6 +153,13 @@ static int p_fallocate(void *ctx, int fd, off_t off, off_t len)
 	return fallocate(fd, 0, off, len) < 0 ? -errno : 0;
 }
 
+static void p_writeback(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	/* Errors are left to the fdatasync that makes the bytes durable. */
+	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
+}
+
 static void p_unmap(void *ctx, void *addr, size_t len)
 {
 	(void)ctx;
@@ -175,6 +182,7 @@ const struct bc_io bc_io_posix = {
 	.map = p_map,
 	.unmap = p_unmap,
 	.fallocate = p_fallocate,
+	.writeback = p_writeback,
 };
 
 uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable)
@@ -195,6 +203,12 @@ int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
 		rc = io->fallocate(io->ctx, fd, (off_t)off, (off_t)len);
 	while (rc == -EINTR);
 	return rc;
+}
+
+void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
+{
+	if (io->writeback && off <= INT64_MAX && len <= INT64_MAX - off)
+		io->writeback(io->ctx, fd, (off_t)off, (off_t)len);
 }
 
 void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len)

@@ -40,6 +40,9 @@ struct bc_io {
 	void (*unmap)(void *ctx, void *addr, size_t len);
 	/* Allocate [off, off + len) of fd, growing it (fallocate mode 0). Optional. */
 	int (*fallocate)(void *ctx, int fd, off_t off, off_t len);
+	/* Start writing [off, off + len) of fd's dirty pages to the disk without waiting
+	 * (sync_file_range SYNC_FILE_RANGE_WRITE). A hint: it makes nothing durable. Optional. */
+	void (*writeback)(void *ctx, int fd, off_t off, off_t len);
 };
 
 /* The real system calls. */
@@ -67,6 +70,8 @@ uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable);
 void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len);
 /* -EOPNOTSUPP when the layer has no fallocate. */
 int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
+/* The layer's writeback, when it has one. */
+void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
 int bc_io_listdir(const struct bc_io *io, int dirfd, int (*fn)(void *arg, const char *name),
 		  void *arg);
 

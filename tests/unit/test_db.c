@@ -1107,7 +1107,24 @@ static struct {
 	struct bc_io io;
 	unsigned fallocs, fail_from;
 	unsigned writes;
+	unsigned nwb; /* writeback calls, the first 8 kept in wb */
+	struct {
+		int fd;
+		off_t off, len;
+	} wb[8];
 } cio;
+
+static void cio_writeback(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	if (cio.nwb < 8) {
+		cio.wb[cio.nwb].fd = fd;
+		cio.wb[cio.nwb].off = off;
+		cio.wb[cio.nwb].len = len;
+	}
+	cio.nwb++;
+	bc_io_posix.writeback(bc_io_posix.ctx, fd, off, len);
+}
 
 static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
 {
@@ -1171,6 +1188,57 @@ START_TEST(mapped_appends_fall_back)
 }
 END_TEST
 
+/*
+ * Without BC_SYNC_ALWAYS, each 4 MiB the active file's records pass is handed to the
+ * kernel's writeback once, in order, from the start of each file; with it, nothing is.
+ */
+START_TEST(write_behind)
+{
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	cio.io = bc_io_posix;
+	cio.io.writeback = cio_writeback;
+	cio.nwb = 0;
+	struct bc_options o = opts();
+	o.max_file_size = 10 << 20;
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	const off_t step = 4 << 20;
+	/* About 16 MiB: a file of 10 MiB (two steps), then 6 MiB in the next (one). */
+	static uint8_t v[4000];
+	char k[16];
+	for (int i = 0; i < 4000; i++) {
+		snprintf(k, sizeof(k), "b%05d", i);
+		memset(v, 'a' + i % 26, sizeof(v));
+		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
+	}
+	ck_assert_uint_eq(cio.nwb, 3);
+	ck_assert(cio.wb[0].off == 0 && cio.wb[0].len == step);
+	ck_assert(cio.wb[1].fd == cio.wb[0].fd && cio.wb[1].off == step && cio.wb[1].len == step);
+	ck_assert(cio.wb[2].fd != cio.wb[0].fd && cio.wb[2].off == 0 && cio.wb[2].len == step);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+
+	o.sync = BC_SYNC_ALWAYS;
+	cio.nwb = 0;
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	for (int i = 0; i < 1100; i++) {
+		snprintf(k, sizeof(k), "c%05d", i);
+		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
+	}
+	ck_assert_uint_eq(cio.nwb, 0);
+	reopen(&o);
+	for (int i = 0; i < 4000; i += 97) {
+		snprintf(k, sizeof(k), "b%05d", i);
+		memset(v, 'a' + i % 26, sizeof(v));
+		void *got;
+		size_t n;
+		ck_assert_int_eq(bc_get(db, 0, k, strlen(k), 0, &got, &n), 0);
+		ck_assert(n == sizeof(v) && !memcmp(got, v, n));
+		free(got);
+	}
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -1196,6 +1264,7 @@ static Suite *db_suite(void)
 	tcase_add_test(t, zero_fill_ahead_of_appends);
 	tcase_add_loop_test(t, mapped_appends, 0, 2);
 	tcase_add_test(t, mapped_appends_fall_back);
+	tcase_add_test(t, write_behind);
 	suite_add_tcase(s, t);
 	return s;
 }
