@@ -396,9 +396,8 @@ int bc_retire_wait(struct bc_db *db)
 {
 	int rc = 0;
 	pthread_mutex_lock(&db->retire_mu);
-	if (db->retiring) {
+	if (db->retire_f) {
 		pthread_join(db->retire_th, NULL);
-		db->retiring = false;
 		rc = retire_done(db);
 	}
 	pthread_mutex_unlock(&db->retire_mu);
@@ -416,8 +415,7 @@ static void retire(struct bc_db *db, struct bc_file *old, struct bc_hint_writer 
 	atomic_fetch_add(&old->refs, 1);
 	db->retire_f = old;
 	db->retire_hint = w;
-	db->retiring = pthread_create(&db->retire_th, NULL, retire_main, db) == 0;
-	if (!db->retiring) {
+	if (pthread_create(&db->retire_th, NULL, retire_main, db)) {
 		retire_main(db);
 		retire_done(db);
 	}

@@ -102,8 +102,7 @@ struct bc_db {
 	 */
 	pthread_mutex_t retire_mu;
 	pthread_t retire_th;
-	bool retiring;
-	struct bc_file *retire_f; /* a reference the thread holds */
+	struct bc_file *retire_f; /* a reference the thread holds; NULL: no thread */
 	struct bc_hint_writer *retire_hint; /* the file's hint, finished after the sync */
 	int retire_rc;
 

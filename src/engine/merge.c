@@ -661,7 +661,7 @@ int bc_merge_run(struct bc_db *db, bool full)
 	int rc = bc_retire_wait(db);
 	pthread_mutex_lock(&db->wlock);
 	pthread_mutex_lock(&db->retire_mu);
-	const struct bc_file *retiring = db->retiring ? db->retire_f : NULL;
+	const struct bc_file *retiring = db->retire_f;
 	pthread_mutex_unlock(&db->retire_mu);
 	bc_kd_lock_bg(db, false);
 	size_t n = 0;
