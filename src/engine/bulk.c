@@ -22,13 +22,15 @@
  * links every bucket, in order, into the bucket of the byte they all share there. At
  * finish each bucket in turn is radix sorted by (word, place) on the 8 bytes after q, runs
  * of equal words are finished by comparing whole keys, the bucket is applied and its
- * chunks freed (the keydir's new nodes reuse them). A bucket too big for the cache is
- * first moved into sub-buckets by the bytes after the prefix its keys share.
+ * chunks freed. A bucket too big for the cache is first moved into sub-buckets by the
+ * bytes after the prefix its keys share. With many entries a thread does the sorting,
+ * a few buckets ahead of the caller, which applies (struct pipe).
  */
 #include "db.h"
 #include "grow.h"
 
 #include <errno.h>
+#include <pthread.h>
 #ifdef __GLIBC__
 #include <malloc.h>
 #endif
@@ -53,7 +55,7 @@
 #define BULK_MAX ((size_t)1 << 30)
 
 /* Buckets by one byte of the key; a bucket's chunks grow from CHUNK_MIN to CHUNK_MAX bytes
- * (below malloc's mmap threshold, so the keydir's nodes reuse them once they are freed). */
+ * (below malloc's mmap threshold: freed, they serve the chunks of the next bulk). */
 #define FANOUT 256
 #define CHUNK_MIN ((size_t)1 << 10)
 #define CHUNK_MAX ((size_t)1 << 16)
@@ -152,12 +154,10 @@ void bc_bulk_release(struct bc_bulk *b)
 {
 	reset(b);
 	free(b->bk);
-	free(b->items);
 	free(b->pend);
 	b->bk = NULL;
-	b->items = NULL;
 	b->pend = NULL;
-	b->nitems = b->npend = b->cpend = 0;
+	b->npend = b->cpend = 0;
 }
 
 /* Byte c of composite key k[0..kl), zero past its end. */
@@ -544,24 +544,58 @@ static int apply_group(struct bc_bulk *b, const struct item *a, size_t n)
 	return 0;
 }
 
-/* Items for n entries: a holds 2n (the second half is sort scratch). NULL on ENOMEM. */
-static struct item *items(struct bc_bulk *b, size_t n)
-{
-	struct item *a = bc_grow(b->items, &b->nitems, 2 * n, sizeof(*a), 2 * BUCKET);
+/*
+ * A run: the entries of one bucket or sub-bucket, sorted by key and ready to apply, and
+ * what to free once they are applied (their items point into it).
+ */
+struct run {
+	struct item *a; /* n items, then n of sort scratch */
+	size_t n, cap;
+	struct bc_bulk_chunk *chunks; /* a bucket's chunks */
+	uint8_t *buf; /* a big bucket's sub-buckets, on its last run */
+};
 
-	if (a)
-		b->items = a;
-	return a;
+/*
+ * Runs go from the sorting loop (produce) to the keydir: applied at once, or, when there
+ * are enough entries and a thread to spare, through a queue of RUNS slots to the caller's
+ * thread while the sorter thread sorts the next ones. The sorter reads only the entries;
+ * only the caller's thread touches the keydir.
+ */
+#define RUNS 3
+#define THREADED_MIN 32768 /* entries */
+
+struct pipe {
+	struct bc_bulk *b;
+	bool threaded;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct run runs[RUNS];
+	size_t made, applied; /* runs[made % RUNS] is the next to fill */
+	bool done; /* the sorter has given its last run */
+	bool stop; /* applying failed: sort no more */
+	int rc; /* the sorter's error */
+	uint8_t *orphan; /* a big bucket's buffer that runs still point into */
+};
+
+/* Room for n items and their scratch in r. */
+static int run_room(struct run *r, size_t n)
+{
+	struct item *a = bc_grow(r->a, &r->cap, 2 * n, sizeof(*a), 2 * BUCKET);
+
+	if (!a)
+		return -ENOMEM;
+	r->a = a;
+	return 0;
 }
 
 /*
- * Sort a[0..n) (a group of entries in record order whose keys all share composite bytes
- * [0, c); a[i].p set) by key, stably, and apply them. a has room for 2n.
+ * Sort a[0..n) (entries in record order whose keys all share composite bytes [0, c); a[i].p
+ * set) by key, stably. a has room for 2n.
  */
-static int apply_sorted(struct bc_bulk *b, struct item *a, size_t n, size_t c)
+static void sort_run(struct item *a, size_t n, size_t c)
 {
 	struct item *t = a + n;
-	int rc = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		size_t kl;
@@ -577,12 +611,52 @@ static int apply_sorted(struct bc_bulk *b, struct item *a, size_t n, size_t c)
 		if (differ)
 			sort_keys(a + i, t + i, j - i);
 	}
+}
+
+/* Apply a sorted run, key by key, and free what it held. */
+static int run_apply(struct bc_bulk *b, struct run *r)
+{
+	const struct item *a = r->a;
+	size_t n = r->n;
+	int rc = 0;
+
 	for (size_t i = 0, j; i < n && !rc; i = j) {
 		for (j = i + 1; j < n && a[j].word == a[i].word && !item_cmp(&a[i], &a[j]); j++)
 			;
 		rc = apply_group(b, a + i, j - i);
 	}
+	chunks_free(r->chunks);
+	free(r->buf);
+	r->chunks = NULL;
+	r->buf = NULL;
 	return rc;
+}
+
+/* The slot to fill with the next run; NULL when applying has failed. */
+static struct run *run_take(struct pipe *pp)
+{
+	struct run *r;
+
+	if (!pp->threaded)
+		return &pp->runs[0];
+	pthread_mutex_lock(&pp->mu);
+	while (!pp->stop && pp->made - pp->applied == RUNS)
+		pthread_cond_wait(&pp->cv, &pp->mu);
+	r = pp->stop ? NULL : &pp->runs[pp->made % RUNS];
+	pthread_mutex_unlock(&pp->mu);
+	return r;
+}
+
+/* Hand over the run filled in the slot run_take gave. */
+static int run_give(struct pipe *pp, struct run *r)
+{
+	if (!pp->threaded)
+		return run_apply(pp->b, r);
+	pthread_mutex_lock(&pp->mu);
+	pp->made++;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	return 0;
 }
 
 #define EACH_ENTRY(x, c, p)                                       \
@@ -592,11 +666,11 @@ static int apply_sorted(struct bc_bulk *b, struct item *a, size_t n, size_t c)
 /*
  * A bucket too big for the cache: move its entries, in order, into sub-buckets by the top
  * bits of the word after the prefix they all share (about BUCKET entries each), freeing
- * its chunks, and sort and apply one sub-bucket at a time.
+ * its chunks, and make a run of each sub-bucket.
  */
-static int apply_big(struct bc_bulk *b, struct bc_bulk_bucket *x, size_t c)
+static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 {
-	size_t n = x->n, most = 0, fl;
+	size_t n = x->n, fl, given = 0;
 	const uint8_t *f = ckey(x->head->data, &fl);
 	unsigned bits = 0;
 	int rc = -ENOMEM;
@@ -614,7 +688,7 @@ static int apply_big(struct bc_bulk *b, struct bc_bulk_bucket *x, size_t c)
 	c = fl;
 	while (bits < 16 && n >> bits > BUCKET)
 		bits++;
-	size_t nb = (size_t)1 << bits;
+	size_t nb = (size_t)1 << bits, last = 0;
 	size_t *cnt = calloc(2 * nb, sizeof(*cnt)), *pos = cnt + nb;
 	uint8_t *out = malloc(x->bytes);
 	if (!cnt || !out)
@@ -631,8 +705,8 @@ static int apply_big(struct bc_bulk *b, struct bc_bulk_bucket *x, size_t c)
 		size_t bytes = pos[d];
 		pos[d] = s;
 		s += bytes;
-		if (cnt[d] > most)
-			most = cnt[d];
+		if (cnt[d])
+			last = d;
 	}
 	EACH_ENTRY(x, ch, p)
 	{
@@ -645,31 +719,43 @@ static int apply_big(struct bc_bulk *b, struct bc_bulk_bucket *x, size_t c)
 	/* pos[d] is now the end of sub-bucket d; the chunks are no longer needed */
 	chunks_free(x->head);
 	memset(x, 0, sizeof(*x));
-	struct item *a = items(b, most);
-	if (!a)
-		goto out_free;
 	rc = 0;
 	for (size_t d = 0, s = 0; d < nb && !rc; s = pos[d], d++) {
+		if (!cnt[d])
+			continue;
+		struct run *r = run_take(pp);
+		if (!r)
+			break;
+		rc = run_room(r, cnt[d]);
+		if (rc)
+			break;
 		size_t i = 0;
 		for (const uint8_t *p = out + s; p < out + pos[d]; p += entry_len(p))
-			a[i++].p = p;
-		if (i)
-			rc = apply_sorted(b, a, i, c);
+			r->a[i++].p = p;
+		r->n = i;
+		sort_run(r->a, i, c);
+		if (d == last) {
+			r->buf = out;
+			out = NULL;
+		}
+		given++;
+		rc = run_give(pp, r);
 	}
 out_free:
-	free(out);
 	free(cnt);
+	if (out && given)
+		pp->orphan = out; /* runs given may still be applied from it */
+	else
+		free(out);
 	return rc;
 }
 
-/* Sort and apply bucket by bucket, each in the cache, freeing each bucket's chunks after. */
-int bc_bulk_finish(struct bc_bulk *b)
+/* Make the runs, bucket by bucket, in key order. */
+static int produce(struct pipe *pp)
 {
-	size_t used = b->used;
+	struct bc_bulk *b = pp->b;
 	int rc = 0;
 
-	if (!b->n)
-		return 0;
 	for (size_t d = 0; d < FANOUT && !rc; d++) {
 		struct bc_bulk_bucket *x = &b->bk[d];
 		if (!x->n)
@@ -677,32 +763,117 @@ int bc_bulk_finish(struct bc_bulk *b)
 		/* every entry of the bucket shares bytes [0, q] */
 		size_t c = b->q + 1;
 		if (x->n > BIG) {
-			rc = apply_big(b, x, c);
+			rc = produce_big(pp, x, c);
 			continue;
 		}
-		struct item *a = items(b, x->n);
-		if (!a) {
-			rc = -ENOMEM;
+		struct run *r = run_take(pp);
+		if (!r)
 			break;
-		}
+		rc = run_room(r, x->n);
+		if (rc)
+			break;
 		size_t i = 0;
 		EACH_ENTRY(x, ch, p)
 		{
 			/* the chunks were written long ago: fetch ahead of the walk */
 			__builtin_prefetch(p + 512);
-			a[i++].p = p;
+			r->a[i++].p = p;
 		}
-		rc = apply_sorted(b, a, i, c);
-		chunks_free(x->head);
+		r->n = i;
+		sort_run(r->a, i, c);
+		r->chunks = x->head;
 		memset(x, 0, sizeof(*x));
+		rc = run_give(pp, r);
 	}
+	return rc;
+}
+
+static void *sorter_main(void *arg)
+{
+	struct pipe *pp = arg;
+
+	pthread_setname_np(pthread_self(), "bc-sort");
+	int rc = produce(pp);
+	pthread_mutex_lock(&pp->mu);
+	pp->rc = rc;
+	pp->done = true;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	return NULL;
+}
+
+/* The caller's side of a threaded pipe: apply runs as they come, until the last. */
+static int consume(struct pipe *pp)
+{
+	int rc = 0;
+
+	pthread_mutex_lock(&pp->mu);
+	for (;;) {
+		while (pp->applied == pp->made && !pp->done)
+			pthread_cond_wait(&pp->cv, &pp->mu);
+		if (pp->applied == pp->made)
+			break;
+		pthread_mutex_unlock(&pp->mu);
+		rc = run_apply(pp->b, &pp->runs[pp->applied % RUNS]);
+		pthread_mutex_lock(&pp->mu);
+		if (rc) {
+			pp->stop = true;
+			pthread_cond_broadcast(&pp->cv);
+			break;
+		}
+		pp->applied++;
+		pthread_cond_broadcast(&pp->cv);
+	}
+	pthread_mutex_unlock(&pp->mu);
+	return rc;
+}
+
+/*
+ * Sort and apply bucket by bucket, each in the cache, freeing each bucket's chunks after.
+ * With many entries a thread sorts the next buckets while this one applies.
+ */
+int bc_bulk_finish(struct bc_bulk *b)
+{
+	size_t used = b->used;
+	struct pipe pp = {.b = b};
+	int rc;
+
+	if (!b->n)
+		return 0;
+	if (b->n >= THREADED_MIN) {
+		pthread_mutex_init(&pp.mu, NULL);
+		pthread_cond_init(&pp.cv, NULL);
+		/* set before the sorter starts, which reads it */
+		pp.threaded = true;
+		if (pthread_create(&pp.thread, NULL, sorter_main, &pp)) {
+			pp.threaded = false;
+			pthread_mutex_destroy(&pp.mu);
+			pthread_cond_destroy(&pp.cv);
+		}
+	}
+	if (pp.threaded) {
+		rc = consume(&pp);
+		pthread_join(pp.thread, NULL);
+		if (!rc)
+			rc = pp.rc;
+		/* runs sorted but not applied (applying failed) */
+		for (size_t i = pp.applied; i < pp.made; i++) {
+			struct run *r = &pp.runs[i % RUNS];
+			chunks_free(r->chunks);
+			free(r->buf);
+		}
+		pthread_mutex_destroy(&pp.mu);
+		pthread_cond_destroy(&pp.cv);
+	} else {
+		rc = produce(&pp);
+	}
+	free(pp.orphan);
+	for (size_t i = 0; i < RUNS; i++)
+		free(pp.runs[i].a);
 	reset(b);
-	free(b->items);
-	b->items = NULL;
-	b->nitems = 0;
 #ifdef __GLIBC__
-	/* The chunks the keydir did not reuse lie between its nodes: give their pages back
-	 * (it walks the whole heap, so only when there are many). */
+	/* Give the pages of the freed chunks back (it walks the whole heap, so only when
+	 * there were many). */
 	if (used >= TRIM_MIN)
 		malloc_trim(0);
 #else

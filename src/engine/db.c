@@ -366,6 +366,8 @@ static void *retire_main(void *arg)
 {
 	struct bc_db *db = arg;
 	struct bc_file *f = db->retire_f;
+
+	pthread_setname_np(pthread_self(), "bc-retire");
 	int rc = bc_io_fdatasync(db->io, f->fd);
 	if (rc)
 		bc_hint_writer_abort(db->retire_hint);
@@ -677,6 +679,8 @@ int bc_sync(struct bc_db *db)
 static void *bg_main(void *arg)
 {
 	struct bc_db *db = arg;
+
+	pthread_setname_np(pthread_self(), "bc-background");
 	uint64_t now = bc_now_ns();
 	uint64_t next_sync = now + (uint64_t)db->opt.sync_interval_ms * 1000000u;
 	uint64_t next_merge = now + (uint64_t)db->opt.merge_check_ms * 1000000u;

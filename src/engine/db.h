@@ -215,8 +215,6 @@ struct bc_bulk {
 	const uint8_t *first; /* the first entry */
 	size_t used; /* bytes waiting */
 	size_t n; /* entries waiting */
-	void *items; /* sort scratch */
-	size_t nitems;
 	struct bc_bulk_pend *pend; /* staged: object sides waiting for the hint's verdict */
 	size_t npend, cpend;
 };

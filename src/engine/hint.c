@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -315,6 +316,62 @@ int bc_hint_writer_resume(const struct bc_io *io, int dirfd, const char *name, u
 	}
 	*out = w;
 	return 0;
+}
+
+struct bc_hint_resume {
+	const struct bc_io *io;
+	int dirfd;
+	char *name;
+	uint64_t file_id;
+	pthread_t thread;
+	bool threaded;
+	struct bc_hint_writer *w;
+	int rc;
+};
+
+static void *resume_main(void *arg)
+{
+	struct bc_hint_resume *r = arg;
+
+	pthread_setname_np(pthread_self(), "bc-hint-copy");
+	r->rc = bc_hint_writer_resume(r->io, r->dirfd, r->name, r->file_id, &r->w);
+	return NULL;
+}
+
+int bc_hint_resume_start(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+			 struct bc_hint_resume **out)
+{
+	struct bc_hint_resume *r = calloc(1, sizeof(*r));
+
+	*out = NULL;
+	if (!r || !(r->name = dup_str(name, ""))) {
+		free(r);
+		return -ENOMEM;
+	}
+	r->io = io;
+	r->dirfd = dirfd;
+	r->file_id = file_id;
+	r->threaded = pthread_create(&r->thread, NULL, resume_main, r) == 0;
+	if (!r->threaded)
+		resume_main(r);
+	*out = r;
+	return 0;
+}
+
+int bc_hint_resume_join(struct bc_hint_resume *r, struct bc_hint_writer **out)
+{
+	int rc;
+
+	*out = NULL;
+	if (!r)
+		return -ENOENT;
+	if (r->threaded)
+		pthread_join(r->thread, NULL);
+	*out = r->w;
+	rc = r->rc;
+	free(r->name);
+	free(r);
+	return rc;
 }
 
 int bc_hint_writer_set_created(struct bc_hint_writer *w, uint64_t created_ns)

@@ -67,6 +67,17 @@ int bc_hint_writer_open(const struct bc_io *io, int dirfd, const char *name, uin
 int bc_hint_writer_resume(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
 			  struct bc_hint_writer **out);
 /*
+ * bc_hint_writer_resume in a thread of its own, so that the caller goes on meanwhile (open
+ * builds the keydir while the active file's hint is copied). start returns 0, or -ENOMEM
+ * with nothing started; without a thread the work is done before it returns. join waits
+ * and gives what bc_hint_writer_resume would (-ENOENT for a NULL r); it releases r, and
+ * every started r must be joined.
+ */
+struct bc_hint_resume;
+int bc_hint_resume_start(const struct bc_io *io, int dirfd, const char *name, uint64_t file_id,
+			 struct bc_hint_resume **out);
+int bc_hint_resume_join(struct bc_hint_resume *r, struct bc_hint_writer **out);
+/*
  * Replace the header's created time (reproducible output, e.g. golden files). Only before
  * the first bc_hint_writer_add; -EINVAL after.
  */

@@ -99,18 +99,32 @@ struct pending {
 	size_t klen, kcap;
 };
 
+/*
+ * What replay carries from file to file: hint entries waiting to be applied in bulk, the
+ * stage of the hint being read, and the continuation of the active file's hint while a
+ * thread prepares it (file: the data file it belongs to).
+ */
+struct recovery {
+	struct bc_bulk bulk, stage;
+	struct bc_hint_resume *resume;
+	uint64_t resume_file;
+};
+
 struct replay {
 	struct bc_db *db;
 	uint32_t slot;
 	const char *name;
-	bool feed_hint; /* also add applied effects to the active hint writer */
 	int err;
 };
 
-/* Give an applied effect to the active file's new hint, when this file is the active one. */
+/*
+ * Give an applied effect to the active file's hint writer, which exists only while the
+ * active file (loaded last) is replayed; a continuation being prepared must have been
+ * joined first (active_hint_join).
+ */
 static void feed_hint(struct replay *r, const bc_effect *e)
 {
-	if (r->feed_hint && r->db->active_hint && e->type != BC_REC_BATCH) {
+	if (r->db->active_hint && e->type != BC_REC_BATCH) {
 		if (bc_hint_writer_add(r->db->active_hint, e)) {
 			bc_hint_writer_abort(r->db->active_hint);
 			r->db->active_hint = NULL;
@@ -145,26 +159,54 @@ static int on_stage(void *ctx, const struct bc_hint_entry *e)
 	return bc_bulk_stage(h->stage, h->r->slot, e);
 }
 
-/*
- * The active file's hint writer: it continues the file's hint when that verified (a copy
- * of its bytes, not its entries decoded and written again), else starts afresh; the scan
- * then feeds it every record past what the hint covered.
- */
-static void active_hint_start(struct replay *r, const char *hname, bool hint_ok)
+static void resume_failed(struct bc_db *db, uint64_t id, int rc)
 {
-	struct bc_db *db = r->db;
-	struct bc_file *f = db->files[r->slot];
+	char name[BC_FILE_NAME_MAX], hname[BC_FILE_NAME_MAX];
 
-	if (hint_ok) {
-		int rc = bc_hint_writer_resume(db->io, db->dirfd, hname, f->id, &db->active_hint);
-		if (rc)
-			bc_log(db, BC_LOG_WARN,
-			       "%s/%s: hint not continued: %s (open will scan %s past it)", db->dir,
-			       hname, bc_strerror(rc), r->name);
-	} else if (bc_active_hint_open(db)) {
-		db->active_hint = NULL;
-	}
-	r->feed_hint = db->active_hint != NULL;
+	bc_file_name(name, id, BC_DATA_SUFFIX);
+	bc_file_name(hname, id, BC_HINT_SUFFIX);
+	bc_log(db, BC_LOG_WARN, "%s/%s: hint not continued: %s (open will scan %s past it)",
+	       db->dir, hname, bc_strerror(rc), name);
+}
+
+/*
+ * The active file's hint writer continues the file's hint when that verifies (a copy of
+ * its bytes, not its entries decoded and written again), else starts afresh; the scan
+ * then feeds it every record past what the hint covered. The copy is made in a thread
+ * while the hint is read and the keydir built (a hint is a good part of its file's size
+ * when values are small): started before the hint is verified, it is dropped if the hint
+ * fails; active_hint_join waits for it.
+ */
+static void active_hint_copy(struct recovery *rv, struct bc_db *db, uint64_t id, const char *hname)
+{
+	int rc = bc_hint_resume_start(db->io, db->dirfd, hname, id, &rv->resume);
+
+	if (rc)
+		resume_failed(db, id, rc);
+	rv->resume_file = id;
+}
+
+/* Wait for the active file's hint continuation, if one is being prepared. */
+static void active_hint_join(struct recovery *rv, struct bc_db *db)
+{
+	if (!rv->resume)
+		return;
+	int rc = bc_hint_resume_join(rv->resume, &db->active_hint);
+	rv->resume = NULL;
+	if (rc)
+		resume_failed(db, rv->resume_file, rc);
+}
+
+/* The hint being copied did not verify (or is not there): wait for the copy and drop it. */
+static void active_hint_drop(struct recovery *rv)
+{
+	struct bc_hint_writer *w;
+
+	if (!rv->resume)
+		return;
+	bc_hint_resume_join(rv->resume, &w);
+	rv->resume = NULL;
+	bc_hint_writer_abort(w);
 }
 
 static void effect_from(bc_effect *e, const struct bc_record *rec, uint64_t off)
@@ -339,7 +381,6 @@ static void retire_active(struct replay *r)
 		bc_hint_writer_abort(db->active_hint);
 		db->active_hint = NULL;
 	}
-	r->feed_hint = false;
 	db->active = UINT32_MAX;
 }
 
@@ -445,9 +486,9 @@ out:
 	return rc;
 }
 
-/* Load one data file into the table and replay it (its hint's key sides into bulk). */
+/* Load one data file into the table and replay it (its hint's key sides into rv's bulk). */
 static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_active,
-		     struct bc_bulk *bulk, struct bc_bulk *stage)
+		     struct recovery *rv)
 {
 	char name[BC_FILE_NAME_MAX], hname[BC_FILE_NAME_MAX];
 	bc_file_name(name, id, BC_DATA_SUFFIX);
@@ -527,19 +568,22 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		db->active = r.slot;
 
 	uint64_t covered = BC_FILE_HEADER_SIZE;
-	struct hint_replay hr = {.r = &r, .stage = stage};
+	struct hint_replay hr = {.r = &r, .stage = &rv->stage};
 	if (bad_header) {
 		rc = -ENOENT;
 	} else {
+		if (will_be_active)
+			active_hint_copy(rv, db, id, hname);
 		rc = bc_hint_stream(db->io, db->dirfd, hname, id, size, on_stage, &hr, &covered);
 		if (rc == 0)
-			rc = bc_bulk_commit(bulk, stage);
+			rc = bc_bulk_commit(&rv->bulk, &rv->stage);
 		else
-			bc_bulk_drop(stage);
+			bc_bulk_drop(&rv->stage);
 	}
 	if (rc == 0) {
 		f->has_hint = true;
 	} else if (rc == -EBADMSG) {
+		active_hint_drop(rv);
 		db->hint_fallbacks++;
 		bc_log(db, BC_LOG_WARN, "%s/%s: hint failed verification; scanning %s", db->dir,
 		       hname, name);
@@ -549,15 +593,18 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 		if (!db->opt.read_only)
 			bc_io_unlinkat(db->io, db->dirfd, hname);
 	} else if (rc == -ENOENT) {
+		active_hint_drop(rv);
 		covered = BC_FILE_HEADER_SIZE;
 	} else {
 		return rc; /* the file is in the table; bc_close frees it */
 	}
-	if (will_be_active)
-		active_hint_start(&r, hname, f->has_hint);
-	/* The scan applies records one by one: everything before them first. */
+	if (will_be_active && !f->has_hint && bc_active_hint_open(db))
+		db->active_hint = NULL;
+	/* The scan applies records one by one: everything before them first; and feeds the
+	 * active file's hint. */
 	if (covered < f->size) {
-		rc = bc_bulk_finish(bulk);
+		rc = bc_bulk_finish(&rv->bulk);
+		active_hint_join(rv, db);
 		if (rc)
 			return rc;
 	}
@@ -619,18 +666,19 @@ int bc_recover(struct bc_db *db)
 			bc_io_unlinkat(db->io, db->dirfd, fd.tmps[i]);
 		}
 	}
-	struct bc_bulk bulk, stage;
-	bc_bulk_init(&bulk, db);
-	bc_bulk_init(&stage, db);
+	struct recovery rv = {0};
+	bc_bulk_init(&rv.bulk, db);
+	bc_bulk_init(&rv.stage, db);
 	for (size_t i = 0; i < fd.n && !rc; i++) {
 		bool newest = i + 1 == fd.n;
 		bool active = newest && !db->opt.read_only;
-		rc = load_file(db, fd.ids[i], newest, active, &bulk, &stage);
+		rc = load_file(db, fd.ids[i], newest, active, &rv);
 	}
-	bc_bulk_release(&stage);
+	bc_bulk_release(&rv.stage);
 	if (!rc)
-		rc = bc_bulk_finish(&bulk);
-	bc_bulk_release(&bulk);
+		rc = bc_bulk_finish(&rv.bulk);
+	bc_bulk_release(&rv.bulk);
+	active_hint_join(&rv, db);
 	if (rc)
 		goto out;
 	bc_apply_sweep(db);

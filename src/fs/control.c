@@ -187,6 +187,8 @@ static void ctl_error(struct bcfs *fs, const char *line, size_t len, const char 
 static void *merge_main(void *arg)
 {
 	struct bcfs *fs = arg;
+
+	pthread_setname_np(pthread_self(), "bcfs-merge");
 	int rc = bc_merge(fs->db, true);
 
 	fs->merge_last_rc = rc;
