@@ -550,18 +550,22 @@ static int apply_group(struct bc_bulk *b, const struct item *a, size_t n)
  */
 struct run {
 	struct item *a; /* n items, then n of sort scratch */
-	size_t n, cap;
+	size_t n;
 	struct bc_bulk_chunk *chunks; /* a bucket's chunks */
 	uint8_t *buf; /* a big bucket's sub-buckets, on its last run */
 };
 
 /*
  * Runs go from the sorting loop (produce) to the keydir: applied at once, or, when there
- * are enough entries and a thread to spare, through a queue of RUNS slots to the caller's
- * thread while the sorter thread sorts the next ones. The sorter reads only the entries;
- * only the caller's thread touches the keydir.
+ * are enough entries and a thread to spare, through a queue to the caller's thread while
+ * the sorter thread sorts the next ones. The sorter reads only the entries; only the
+ * caller's thread touches the keydir. The queue holds up to QUEUED_MAX entries (their
+ * items take 32 bytes each) in up to RUNS runs: enough for the caller to go on applying
+ * while the sorter splits the next big bucket, which takes it tens of milliseconds per
+ * million entries.
  */
-#define RUNS 3
+#define RUNS 256
+#define QUEUED_MAX ((size_t)1 << 18)
 #define THREADED_MIN 32768 /* entries */
 
 struct pipe {
@@ -572,21 +576,28 @@ struct pipe {
 	pthread_cond_t cv;
 	struct run runs[RUNS];
 	size_t made, applied; /* runs[made % RUNS] is the next to fill */
+	size_t queued; /* entries in the runs made and not yet applied */
 	bool done; /* the sorter has given its last run */
 	bool stop; /* applying failed: sort no more */
 	int rc; /* the sorter's error */
 	uint8_t *orphan; /* a big bucket's buffer that runs still point into */
 };
 
-/* Room for n items and their scratch in r. */
+/* Items for n entries and their scratch in r (freed once r is applied). */
 static int run_room(struct run *r, size_t n)
 {
-	struct item *a = bc_grow(r->a, &r->cap, 2 * n, sizeof(*a), 2 * BUCKET);
+	r->a = malloc(2 * n * sizeof(*r->a));
+	return r->a ? 0 : -ENOMEM;
+}
 
-	if (!a)
-		return -ENOMEM;
-	r->a = a;
-	return 0;
+static void run_free(struct run *r)
+{
+	chunks_free(r->chunks);
+	free(r->buf);
+	free(r->a);
+	r->chunks = NULL;
+	r->buf = NULL;
+	r->a = NULL;
 }
 
 /*
@@ -625,10 +636,7 @@ static int run_apply(struct bc_bulk *b, struct run *r)
 			;
 		rc = apply_group(b, a + i, j - i);
 	}
-	chunks_free(r->chunks);
-	free(r->buf);
-	r->chunks = NULL;
-	r->buf = NULL;
+	run_free(r);
 	return rc;
 }
 
@@ -647,12 +655,15 @@ static struct run *run_take(struct pipe *pp)
 	return r;
 }
 
-/* Hand over the run filled in the slot run_take gave. */
+/* Hand over the run filled in the slot run_take gave (once the queue has room for it). */
 static int run_give(struct pipe *pp, struct run *r)
 {
 	if (!pp->threaded)
 		return run_apply(pp->b, r);
 	pthread_mutex_lock(&pp->mu);
+	while (!pp->stop && pp->made > pp->applied && pp->queued + r->n > QUEUED_MAX)
+		pthread_cond_wait(&pp->cv, &pp->mu);
+	pp->queued += r->n;
 	pp->made++;
 	pthread_cond_broadcast(&pp->cv);
 	pthread_mutex_unlock(&pp->mu);
@@ -813,14 +824,17 @@ static int consume(struct pipe *pp)
 			pthread_cond_wait(&pp->cv, &pp->mu);
 		if (pp->applied == pp->made)
 			break;
+		struct run *r = &pp->runs[pp->applied % RUNS];
+		size_t n = r->n;
 		pthread_mutex_unlock(&pp->mu);
-		rc = run_apply(pp->b, &pp->runs[pp->applied % RUNS]);
+		rc = run_apply(pp->b, r);
 		pthread_mutex_lock(&pp->mu);
 		if (rc) {
 			pp->stop = true;
 			pthread_cond_broadcast(&pp->cv);
 			break;
 		}
+		pp->queued -= n;
 		pp->applied++;
 		pthread_cond_broadcast(&pp->cv);
 	}
@@ -856,20 +870,15 @@ int bc_bulk_finish(struct bc_bulk *b)
 		pthread_join(pp.thread, NULL);
 		if (!rc)
 			rc = pp.rc;
-		/* runs sorted but not applied (applying failed) */
-		for (size_t i = pp.applied; i < pp.made; i++) {
-			struct run *r = &pp.runs[i % RUNS];
-			chunks_free(r->chunks);
-			free(r->buf);
-		}
+		/* runs sorted but not applied (applying failed; the one that failed is freed) */
+		for (size_t i = pp.applied + (rc != 0); i < pp.made; i++)
+			run_free(&pp.runs[i % RUNS]);
 		pthread_mutex_destroy(&pp.mu);
 		pthread_cond_destroy(&pp.cv);
 	} else {
 		rc = produce(&pp);
 	}
 	free(pp.orphan);
-	for (size_t i = 0; i < RUNS; i++)
-		free(pp.runs[i].a);
 	reset(b);
 #ifdef __GLIBC__
 	/* Give the pages of the freed chunks back (it walks the whole heap, so only when
