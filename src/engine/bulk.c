@@ -23,8 +23,9 @@
  * finish each bucket in turn is radix sorted by (word, place) on the 8 bytes after q, runs
  * of equal words are finished by comparing whole keys, the bucket is applied and its
  * chunks freed. A bucket too big for the cache is first moved into sub-buckets by the
- * bytes after the prefix its keys share. With many entries a thread does the sorting,
- * a few buckets ahead of the caller, which applies (struct pipe).
+ * bytes after the prefix its keys share. Each sorted (sub-)bucket is copied, in key order,
+ * into a run of its own, which is applied and freed (struct run). With many entries a
+ * thread does the sorting, runs ahead of the caller, which applies (struct pipe).
  */
 #include "db.h"
 #include "grow.h"
@@ -545,22 +546,22 @@ static int apply_group(struct bc_bulk *b, const struct item *a, size_t n)
 }
 
 /*
- * A run: the entries of one bucket or sub-bucket, sorted by key and ready to apply, and
- * what to free once they are applied (their items point into it).
+ * A run: the entries of one bucket or sub-bucket, sorted by key, copied in that order into
+ * data of their own and ready to apply. Applying reads them in address order, which the
+ * processor fetches ahead, instead of all over the chunks they came from.
  */
 struct run {
-	struct item *a; /* n items, then n of sort scratch */
+	struct item *a; /* n items (pointing into data), then n of sort scratch */
 	size_t n;
-	struct bc_bulk_chunk *chunks; /* a bucket's chunks */
-	uint8_t *buf; /* a big bucket's sub-buckets, on its last run */
+	uint8_t *data;
 };
 
 /*
  * Runs go from the sorting loop (produce) to the keydir: applied at once, or, when there
  * are enough entries and a thread to spare, through a queue to the caller's thread while
  * the sorter thread sorts the next ones. The sorter reads only the entries; only the
- * caller's thread touches the keydir. The queue holds up to QUEUED_MAX entries (their
- * items take 32 bytes each) in up to RUNS runs: enough for the caller to go on applying
+ * caller's thread touches the keydir. The queue holds up to QUEUED_MAX entries (32 bytes
+ * of items each, and the entry) in up to RUNS runs: enough for the caller to go on applying
  * while the sorter splits the next big bucket, which takes it tens of milliseconds per
  * million entries.
  */
@@ -580,7 +581,6 @@ struct pipe {
 	bool done; /* the sorter has given its last run */
 	bool stop; /* applying failed: sort no more */
 	int rc; /* the sorter's error */
-	uint8_t *orphan; /* a big bucket's buffer that runs still point into */
 };
 
 /* Items for n entries and their scratch in r (freed once r is applied). */
@@ -592,12 +592,33 @@ static int run_room(struct run *r, size_t n)
 
 static void run_free(struct run *r)
 {
-	chunks_free(r->chunks);
-	free(r->buf);
+	free(r->data);
 	free(r->a);
-	r->chunks = NULL;
-	r->buf = NULL;
+	r->data = NULL;
 	r->a = NULL;
+}
+
+/* Copy r's entries, in sorted order, into data of its own (its items then point there).
+ * On -ENOMEM r is freed. */
+static int run_pack(struct run *r)
+{
+	size_t bytes = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		bytes += entry_len(r->a[i].p);
+	r->data = malloc(bytes ? bytes : 1);
+	if (!r->data) {
+		run_free(r);
+		return -ENOMEM;
+	}
+	uint8_t *o = r->data;
+	for (size_t i = 0; i < r->n; i++) {
+		size_t el = entry_len(r->a[i].p);
+		memcpy(o, r->a[i].p, el);
+		r->a[i].p = o;
+		o += el;
+	}
+	return 0;
 }
 
 /*
@@ -681,7 +702,7 @@ static int run_give(struct pipe *pp, struct run *r)
  */
 static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 {
-	size_t n = x->n, fl, given = 0;
+	size_t n = x->n, fl;
 	const uint8_t *f = ckey(x->head->data, &fl);
 	unsigned bits = 0;
 	int rc = -ENOMEM;
@@ -699,7 +720,7 @@ static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 	c = fl;
 	while (bits < 16 && n >> bits > BUCKET)
 		bits++;
-	size_t nb = (size_t)1 << bits, last = 0;
+	size_t nb = (size_t)1 << bits;
 	size_t *cnt = calloc(2 * nb, sizeof(*cnt)), *pos = cnt + nb;
 	uint8_t *out = malloc(x->bytes);
 	if (!cnt || !out)
@@ -716,8 +737,6 @@ static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 		size_t bytes = pos[d];
 		pos[d] = s;
 		s += bytes;
-		if (cnt[d])
-			last = d;
 	}
 	EACH_ENTRY(x, ch, p)
 	{
@@ -745,19 +764,13 @@ static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 			r->a[i++].p = p;
 		r->n = i;
 		sort_run(r->a, i, c);
-		if (d == last) {
-			r->buf = out;
-			out = NULL;
-		}
-		given++;
-		rc = run_give(pp, r);
+		rc = run_pack(r);
+		if (!rc)
+			rc = run_give(pp, r);
 	}
 out_free:
 	free(cnt);
-	if (out && given)
-		pp->orphan = out; /* runs given may still be applied from it */
-	else
-		free(out);
+	free(out);
 	return rc;
 }
 
@@ -792,7 +805,10 @@ static int produce(struct pipe *pp)
 		}
 		r->n = i;
 		sort_run(r->a, i, c);
-		r->chunks = x->head;
+		rc = run_pack(r);
+		if (rc)
+			break;
+		chunks_free(x->head);
 		memset(x, 0, sizeof(*x));
 		rc = run_give(pp, r);
 	}
@@ -878,7 +894,6 @@ int bc_bulk_finish(struct bc_bulk *b)
 	} else {
 		rc = produce(&pp);
 	}
-	free(pp.orphan);
 	reset(b);
 #ifdef __GLIBC__
 	/* Give the pages of the freed chunks back (it walks the whole heap, so only when
