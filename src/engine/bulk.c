@@ -37,6 +37,7 @@
 #endif
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /*
  * A key side in the buffer: offset u32 | vlen u32 | expire u32 | slot u32 | klen u16 |
@@ -551,22 +552,26 @@ static int apply_group(struct bc_bulk *b, const struct item *a, size_t n)
  * processor fetches ahead, instead of all over the chunks they came from.
  */
 struct run {
-	struct item *a; /* n items (pointing into data), then n of sort scratch */
+	struct item *a; /* n items (pointing into data), then n of sort scratch, then data */
 	size_t n;
 	uint8_t *data;
+	bool own; /* a is malloc'ed, not in the ring */
+	size_t end; /* where the ring is free up to once this run is applied */
 };
 
 /*
  * Runs go from the sorting loop (produce) to the keydir: applied at once, or, when there
  * are enough entries and a thread to spare, through a queue to the caller's thread while
  * the sorter thread sorts the next ones. The sorter reads only the entries; only the
- * caller's thread touches the keydir. The queue holds up to QUEUED_MAX entries (32 bytes
- * of items each, and the entry) in up to RUNS runs: enough for the caller to go on applying
- * while the sorter splits the next big bucket, which takes it tens of milliseconds per
- * million entries.
+ * caller's thread touches the keydir. Queued runs live in a ring of RING bytes, taken and
+ * given back in order, which the caller maps and unmaps (memory a thread malloc()s stays
+ * in that thread's arena after it is freed). A run bigger than half the ring (long keys)
+ * is malloc()ed instead, when the queue is empty. The ring holds about 200,000 entries of
+ * 16-byte keys: enough for the caller to go on applying while the sorter splits the next
+ * big bucket, which takes it tens of milliseconds per million entries.
  */
 #define RUNS 256
-#define QUEUED_MAX ((size_t)1 << 18)
+#define RING ((size_t)16 << 20)
 #define THREADED_MIN 32768 /* entries */
 
 struct pipe {
@@ -577,48 +582,97 @@ struct pipe {
 	pthread_cond_t cv;
 	struct run runs[RUNS];
 	size_t made, applied; /* runs[made % RUNS] is the next to fill */
-	size_t queued; /* entries in the runs made and not yet applied */
+	uint8_t *ring;
+	size_t head, tail; /* bytes ever taken from the ring, and given back */
 	bool done; /* the sorter has given its last run */
 	bool stop; /* applying failed: sort no more */
 	int rc; /* the sorter's error */
 };
 
-/* Items for n entries and their scratch in r (freed once r is applied). */
-static int run_room(struct run *r, size_t n)
+/* Bytes a run of n entries of bytes in all takes (items, scratch, entries), aligned. */
+static size_t run_size(size_t n, size_t bytes)
 {
-	r->a = malloc(2 * n * sizeof(*r->a));
-	return r->a ? 0 : -ENOMEM;
+	return (2 * n * sizeof(struct item) + bytes + 63) & ~(size_t)63;
+}
+
+/* Where in the ring a run of size bytes would start (skipping the end, where it does not
+ * fit), or SIZE_MAX when the ring has no room for it now. */
+static size_t ring_place(const struct pipe *pp, size_t size)
+{
+	size_t at = pp->head % RING, skip = at + size > RING ? RING - at : 0;
+
+	return pp->head - pp->tail + skip + size <= RING ? pp->head + skip : SIZE_MAX;
+}
+
+/* Whether a run of size bytes can be taken now (mu held). */
+static bool room_for(const struct pipe *pp, size_t size)
+{
+	if (pp->made - pp->applied == RUNS)
+		return false;
+	if (size > RING / 2)
+		return pp->made == pp->applied;
+	return ring_place(pp, size) != SIZE_MAX;
+}
+
+/*
+ * The slot to fill with the next run, of n entries of bytes in all, with its memory;
+ * NULL with *rc 0 when applying has failed, or with -ENOMEM.
+ */
+static struct run *run_take(struct pipe *pp, size_t n, size_t bytes, int *rc)
+{
+	size_t size = run_size(n, bytes);
+	struct run *r;
+
+	*rc = 0;
+	if (!pp->threaded) {
+		r = &pp->runs[0];
+		r->a = NULL;
+	} else {
+		pthread_mutex_lock(&pp->mu);
+		while (!pp->stop && !room_for(pp, size))
+			pthread_cond_wait(&pp->cv, &pp->mu);
+		if (pp->stop) {
+			pthread_mutex_unlock(&pp->mu);
+			return NULL;
+		}
+		r = &pp->runs[pp->made % RUNS];
+		r->a = NULL;
+		if (size <= RING / 2) {
+			size_t at = ring_place(pp, size);
+			r->a = (struct item *)(void *)(pp->ring + at % RING);
+			pp->head = at + size;
+		}
+		r->end = pp->head;
+		pthread_mutex_unlock(&pp->mu);
+	}
+	r->own = !r->a;
+	if (r->own && !(r->a = malloc(size))) {
+		*rc = -ENOMEM;
+		return NULL;
+	}
+	r->n = n;
+	r->data = (uint8_t *)(r->a + 2 * n);
+	return r;
 }
 
 static void run_free(struct run *r)
 {
-	free(r->data);
-	free(r->a);
-	r->data = NULL;
+	if (r->own)
+		free(r->a);
 	r->a = NULL;
 }
 
-/* Copy r's entries, in sorted order, into data of its own (its items then point there).
- * On -ENOMEM r is freed. */
-static int run_pack(struct run *r)
+/* Copy r's entries, in sorted order, into its data (its items then point there). */
+static void run_pack(struct run *r)
 {
-	size_t bytes = 0;
-
-	for (size_t i = 0; i < r->n; i++)
-		bytes += entry_len(r->a[i].p);
-	r->data = malloc(bytes ? bytes : 1);
-	if (!r->data) {
-		run_free(r);
-		return -ENOMEM;
-	}
 	uint8_t *o = r->data;
+
 	for (size_t i = 0; i < r->n; i++) {
 		size_t el = entry_len(r->a[i].p);
 		memcpy(o, r->a[i].p, el);
 		r->a[i].p = o;
 		o += el;
 	}
-	return 0;
 }
 
 /*
@@ -661,30 +715,12 @@ static int run_apply(struct bc_bulk *b, struct run *r)
 	return rc;
 }
 
-/* The slot to fill with the next run; NULL when applying has failed. */
-static struct run *run_take(struct pipe *pp)
-{
-	struct run *r;
-
-	if (!pp->threaded)
-		return &pp->runs[0];
-	pthread_mutex_lock(&pp->mu);
-	while (!pp->stop && pp->made - pp->applied == RUNS)
-		pthread_cond_wait(&pp->cv, &pp->mu);
-	r = pp->stop ? NULL : &pp->runs[pp->made % RUNS];
-	pthread_mutex_unlock(&pp->mu);
-	return r;
-}
-
-/* Hand over the run filled in the slot run_take gave (once the queue has room for it). */
+/* Hand over the run filled in the slot run_take gave. */
 static int run_give(struct pipe *pp, struct run *r)
 {
 	if (!pp->threaded)
 		return run_apply(pp->b, r);
 	pthread_mutex_lock(&pp->mu);
-	while (!pp->stop && pp->made > pp->applied && pp->queued + r->n > QUEUED_MAX)
-		pthread_cond_wait(&pp->cv, &pp->mu);
-	pp->queued += r->n;
 	pp->made++;
 	pthread_cond_broadcast(&pp->cv);
 	pthread_mutex_unlock(&pp->mu);
@@ -753,20 +789,15 @@ static int produce_big(struct pipe *pp, struct bc_bulk_bucket *x, size_t c)
 	for (size_t d = 0, s = 0; d < nb && !rc; s = pos[d], d++) {
 		if (!cnt[d])
 			continue;
-		struct run *r = run_take(pp);
+		struct run *r = run_take(pp, cnt[d], pos[d] - s, &rc);
 		if (!r)
-			break;
-		rc = run_room(r, cnt[d]);
-		if (rc)
 			break;
 		size_t i = 0;
 		for (const uint8_t *p = out + s; p < out + pos[d]; p += entry_len(p))
 			r->a[i++].p = p;
-		r->n = i;
 		sort_run(r->a, i, c);
-		rc = run_pack(r);
-		if (!rc)
-			rc = run_give(pp, r);
+		run_pack(r);
+		rc = run_give(pp, r);
 	}
 out_free:
 	free(cnt);
@@ -790,11 +821,8 @@ static int produce(struct pipe *pp)
 			rc = produce_big(pp, x, c);
 			continue;
 		}
-		struct run *r = run_take(pp);
+		struct run *r = run_take(pp, x->n, x->bytes, &rc);
 		if (!r)
-			break;
-		rc = run_room(r, x->n);
-		if (rc)
 			break;
 		size_t i = 0;
 		EACH_ENTRY(x, ch, p)
@@ -803,11 +831,8 @@ static int produce(struct pipe *pp)
 			__builtin_prefetch(p + 512);
 			r->a[i++].p = p;
 		}
-		r->n = i;
 		sort_run(r->a, i, c);
-		rc = run_pack(r);
-		if (rc)
-			break;
+		run_pack(r);
 		chunks_free(x->head);
 		memset(x, 0, sizeof(*x));
 		rc = run_give(pp, r);
@@ -841,7 +866,7 @@ static int consume(struct pipe *pp)
 		if (pp->applied == pp->made)
 			break;
 		struct run *r = &pp->runs[pp->applied % RUNS];
-		size_t n = r->n;
+		size_t end = r->end;
 		pthread_mutex_unlock(&pp->mu);
 		rc = run_apply(pp->b, r);
 		pthread_mutex_lock(&pp->mu);
@@ -850,7 +875,7 @@ static int consume(struct pipe *pp)
 			pthread_cond_broadcast(&pp->cv);
 			break;
 		}
-		pp->queued -= n;
+		pp->tail = end;
 		pp->applied++;
 		pthread_cond_broadcast(&pp->cv);
 	}
@@ -871,6 +896,12 @@ int bc_bulk_finish(struct bc_bulk *b)
 	if (!b->n)
 		return 0;
 	if (b->n >= THREADED_MIN) {
+		pp.ring = mmap(NULL, RING, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+			       0);
+		if (pp.ring == MAP_FAILED)
+			pp.ring = NULL;
+	}
+	if (pp.ring) {
 		pthread_mutex_init(&pp.mu, NULL);
 		pthread_cond_init(&pp.cv, NULL);
 		/* set before the sorter starts, which reads it */
@@ -894,6 +925,8 @@ int bc_bulk_finish(struct bc_bulk *b)
 	} else {
 		rc = produce(&pp);
 	}
+	if (pp.ring)
+		munmap(pp.ring, RING);
 	reset(b);
 #ifdef __GLIBC__
 	/* Give the pages of the freed chunks back (it walks the whole heap, so only when

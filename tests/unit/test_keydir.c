@@ -1343,8 +1343,9 @@ static void random_load(struct bc_bulk *b, struct bc_db *one, size_t n, uint64_t
 }
 
 /*
- * A load big enough that finish sorts in a thread of its own while it applies (bulk.c):
- * the same keydir, and under ThreadSanitizer no race with that thread.
+ * A load big enough that finish sorts in a thread of its own while it applies (bulk.c),
+ * with runs that go round the ring between them more than once: the same keydir, and
+ * under ThreadSanitizer no race with that thread.
  */
 START_TEST(bulk_big_load)
 {
@@ -1352,7 +1353,38 @@ START_TEST(bulk_big_load)
 	struct bc_bulk b;
 
 	bc_bulk_init(&b, bulk);
-	random_load(&b, one, 200000, 0x62696730);
+	random_load(&b, one, 500000, 0x62696730);
+	finish_and_compare(&b, one, bulk);
+}
+END_TEST
+
+/*
+ * Runs too big for the sorter's ring (two buckets of 16384 keys of 600 bytes: 10 MiB each)
+ * are allocated on their own, one at a time: the same keydir.
+ */
+START_TEST(bulk_long_keys)
+{
+	struct tu_rng rng = {tu_seed(0x6c6f6e67)};
+	struct bc_db *one = fake_db(), *bulk = fake_db();
+	struct bc_bulk b;
+	uint8_t k[600];
+	uint32_t off = BC_FILE_HEADER_SIZE;
+
+	bc_bulk_init(&b, bulk);
+	for (size_t i = 0; i < 32768; i++) {
+		k[0] = (uint8_t)('a' + (i & 1));
+		for (size_t j = 1; j < sizeof(k); j++)
+			k[j] = (uint8_t)tu_below(&rng, 256);
+		bc_effect e = {.type = BC_REC_PUT,
+			       .offset = off,
+			       .space = 1,
+			       .klen = sizeof(k),
+			       .key = k,
+			       .vlen = 10};
+		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
+		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
+		off += (uint32_t)bc_effect_record_size(&e);
+	}
 	finish_and_compare(&b, one, bulk);
 }
 END_TEST
@@ -1455,6 +1487,7 @@ static Suite *keydir_suite(void)
 	tcase_add_test(tc, bulk_sorts_every_key_shape);
 	tcase_add_test(tc, bulk_rebuckets_and_splits);
 	tcase_add_test(tc, bulk_big_load);
+	tcase_add_test(tc, bulk_long_keys);
 	tcase_add_loop_test(tc, bulk_enomem_stops_sorter, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
