@@ -109,6 +109,12 @@ def main():
         text = open(doc).read() if os.path.exists(doc) else MARKER + "\n"
         head = text.split(MARKER)[0]
         res = open(os.path.join(outdir, "results.md")).read()
+        # A partial report (a part never run into this directory) would replace the
+        # published figures with gaps: leave the document as it is.
+        if "| not measured |" in res:
+            print(f"report.py: {doc} not updated: {outdir} lacks some parts "
+                  "(run them into it with --only)", file=sys.stderr)
+            return
         # one heading level down: the results are a section of the document
         res = re.sub(r"^#", "##", res, flags=re.M)
         open(doc, "w").write(head + MARKER + "\n\n" + res)
