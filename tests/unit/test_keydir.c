@@ -1292,6 +1292,16 @@ START_TEST(bulk_matches_apply)
 }
 END_TEST
 
+/* Add e to b at *off, and apply it to one as well (when not NULL); *off moves past it. */
+static void add_both(struct bc_db *one, struct bc_bulk *b, bc_effect *e, uint32_t *off)
+{
+	e->offset = *off;
+	if (one)
+		ck_assert_int_eq(bc_apply(one, 1, e, NULL), 0);
+	ck_assert_int_eq(bc_bulk_add(b, 1, e), 0);
+	*off += (uint32_t)bc_effect_record_size(e);
+}
+
 /* Bulk into an empty keydir appends; every shape of key must still sort right. */
 START_TEST(bulk_sorts_every_key_shape)
 {
@@ -1306,14 +1316,11 @@ START_TEST(bulk_sorts_every_key_shape)
 	for (size_t i = 0; i < 3 * m.nu; i++) {
 		const struct rkey *k = &m.u[tu_below(&rng, m.nu)];
 		bc_effect e = {.type = BC_REC_PUT,
-			       .offset = off,
 			       .space = (uint8_t)k->space,
 			       .klen = (uint16_t)k->len,
 			       .key = k->k,
 			       .vlen = 10};
-		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
-		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
-		off += bc_effect_record_size(&e);
+		add_both(one, &b, &e, &off);
 	}
 	finish_and_compare(&b, one, bulk);
 	model_release(&m);
@@ -1330,15 +1337,11 @@ static void random_load(struct bc_bulk *b, struct bc_db *one, size_t n, uint64_t
 	for (size_t i = 0; i < n; i++) {
 		snprintf(k, sizeof(k), "k%015llu", (unsigned long long)tu_below(&rng, 1000000000));
 		bc_effect e = {.type = BC_REC_PUT,
-			       .offset = off,
 			       .space = 1,
 			       .klen = 16,
 			       .key = (const uint8_t *)k,
 			       .vlen = 100};
-		if (one)
-			ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
-		ck_assert_int_eq(bc_bulk_add(b, 1, &e), 0);
-		off += bc_effect_record_size(&e);
+		add_both(one, b, &e, &off);
 	}
 }
 
@@ -1375,15 +1378,9 @@ START_TEST(bulk_long_keys)
 		k[0] = (uint8_t)('a' + (i & 1));
 		for (size_t j = 1; j < sizeof(k); j++)
 			k[j] = (uint8_t)tu_below(&rng, 256);
-		bc_effect e = {.type = BC_REC_PUT,
-			       .offset = off,
-			       .space = 1,
-			       .klen = sizeof(k),
-			       .key = k,
-			       .vlen = 10};
-		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
-		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
-		off += (uint32_t)bc_effect_record_size(&e);
+		bc_effect e = {
+			.type = BC_REC_PUT, .space = 1, .klen = sizeof(k), .key = k, .vlen = 10};
+		add_both(one, &b, &e, &off);
 	}
 	finish_and_compare(&b, one, bulk);
 }
@@ -1438,14 +1435,11 @@ START_TEST(bulk_rebuckets_and_splits)
 		for (size_t j = pre; j < len; j++)
 			k[j] = (uint8_t)tu_below(&rng, 3);
 		bc_effect e = {.type = tu_below(&rng, 8) ? BC_REC_PUT : BC_REC_DELETE,
-			       .offset = off,
 			       .space = (uint8_t)space,
 			       .klen = (uint16_t)(len ? len : 1),
 			       .key = k};
 		e.vlen = e.type == BC_REC_PUT ? 10 : 0;
-		ck_assert_int_eq(bc_apply(one, 1, &e, NULL), 0);
-		ck_assert_int_eq(bc_bulk_add(&b, 1, &e), 0);
-		off += bc_effect_record_size(&e);
+		add_both(one, &b, &e, &off);
 	}
 	finish_and_compare(&b, one, bulk);
 }
