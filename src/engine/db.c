@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ahead.h"
 #include "record.h"
 
 #define DEFAULT_MAX_FILE (UINT64_C(256) << 20)
@@ -273,10 +274,15 @@ static int hint_finish_active(struct bc_db *db)
  *   into the mapping. That spares a pwritev per put (1M x 100-byte random puts: 1.7 to
  *   1.1 us each in scripts/bench's full runs before and after), and the reserved blocks
  *   mean a full disk shows as a failed fallocate, after which appends go back to
- *   pwritev, not as SIGBUS on a store. Larger appends use pwritev: the first store to
- *   each page faults, and a fault costs about what the system call does (kvbench, 200k
- *   puts: even at 1 KiB and 2 KiB values, and 4 KiB ones 10-20% slower through the
- *   mapping).
+ *   pwritev, not as SIGBUS on a store. Reserved room is kept a whole step ahead, and the
+ *   append helper (ahead.h) faults in each new step while the writer fills the one
+ *   before, so the copies find their pages mapped: in a profile of kvbench's 1M x 100-byte
+ *   run, those faults (the kernel reading each page in as zeros from unwritten blocks)
+ *   were 15% of the samples. Larger appends use pwritev: the first store to each page
+ *   faults, and a fault costs about what the system call does (kvbench, 200k puts: even
+ *   at 1 KiB and 2 KiB values, and 4 KiB ones 10-20% slower through the mapping; with
+ *   the helper faulting ahead, 4 KiB values were still no faster, 0.91x and 1.05x on
+ *   sequential and random fill in 3 alternating rounds).
  * - Zeros (ALWAYS): an fdatasync after an append that grew the file must also commit the
  *   new size through the filesystem's journal; after one that wrote over bytes already in
  *   the file it need not (ext4 on this project's machines: 195-205 us per 130-byte append
@@ -313,18 +319,24 @@ static void fill_ahead(struct bc_db *db, struct bc_file *f, uint64_t end)
 	bool reserve = f->wmap != NULL; /* bc_file_map maps writable only where appends reserve */
 	if (!reserve && db->opt.sync != BC_SYNC_ALWAYS)
 		return; /* unsynced appends with no writable mapping: nothing to gain */
-	if (db->fill_failed || end <= db->fill_end)
+	/* Reserved room stays a whole step ahead of the appends, so that the helper can
+	 * fault in the step after the one being written. */
+	uint64_t lead = reserve ? FILL_STEP : 0;
+	if (db->fill_failed || end + lead <= db->fill_end)
 		return;
-	uint64_t to = (end / FILL_STEP + 1) * FILL_STEP;
+	uint64_t to = ((end + lead) / FILL_STEP + 1) * FILL_STEP;
 	if (to > db->opt.max_file_size)
 		to = db->opt.max_file_size;
-	if (to <= end)
-		return;
+	if (to <= end || to <= db->fill_end)
+		return; /* the file's last step is filled already */
+	uint64_t from = db->fill_end > end ? db->fill_end : end;
 	int rc = reserve ? bc_io_fallocate(db->io, f->fd, f->size, to - f->size)
 			 : write_zeros(db, f, end, to);
 	db->fill_end = to; /* on failure too, so fill_cut removes whatever part was filled */
 	if (rc)
 		db->fill_failed = true;
+	else if (reserve)
+		bc_ahead_post(db, f, BC_AHEAD_FAULT, from, to);
 }
 
 /* Cut the room ahead of the active file's records, before it stops being active. */
@@ -349,6 +361,8 @@ static void fill_cut(struct bc_db *db, struct bc_file *f)
  * write through bitcaskfs 1.13x faster at 1 MiB blocks (docs/BENCHMARKS.md, tenth
  * session). The pages written are whole and never written again: appends only go on
  * past them. Nothing is made durable here; a failed write shows at the next fdatasync.
+ * The append helper (ahead.h) starts the writes, so the writer does not wait while the
+ * kernel queues 4 MiB of them.
  */
 #define WRITEBACK_STEP (UINT64_C(4) << 20)
 
@@ -357,7 +371,7 @@ static void write_behind(struct bc_db *db, struct bc_file *f, uint64_t end)
 	uint64_t to = end / WRITEBACK_STEP * WRITEBACK_STEP;
 	if (to <= db->wb_from)
 		return;
-	bc_io_writeback(db->io, f->fd, db->wb_from, to - db->wb_from);
+	bc_ahead_post(db, f, BC_AHEAD_WRITEBACK, db->wb_from, to);
 	db->wb_from = to;
 }
 
@@ -849,6 +863,8 @@ int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_i
 			bc_log(db, BC_LOG_WARN, "%s: no background thread: %s", dir,
 			       strerror(errno));
 	}
+	if (!db->opt.read_only && db->opt.sync != BC_SYNC_ALWAYS)
+		bc_ahead_start(db);
 	db->opened = true;
 	*out = db;
 	return 0;
@@ -875,6 +891,7 @@ int bc_close(struct bc_db *db)
 		pthread_mutex_unlock(&db->bg_mu);
 		pthread_join(db->bg, NULL);
 	}
+	bc_ahead_stop(db);
 	rc = bc_retire_wait(db);
 	/* A hint is written only for a store that opened: after a failed open the active
 	 * file's hint writer has not seen every record, and a hint lacking some would hide

@@ -81,6 +81,9 @@ struct bc_db {
 	bool fill_failed;
 	/* Where the active file's bytes not yet handed to write-behind start (wlock). */
 	uint64_t wb_from;
+	/* The append helper (ahead.c): faults in the room ahead, writes behind. NULL: none
+	 * (read-only, BC_SYNC_ALWAYS, or no thread), and both happen in the writer. */
+	struct bc_ahead *ahead;
 
 	/* Group commit (sync_mu). */
 	pthread_mutex_t sync_mu;

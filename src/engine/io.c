@@ -160,6 +160,22 @@ static void p_writeback(void *ctx, int fd, off_t off, off_t len)
 	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
 }
 
+static int p_advise(void *ctx, void *addr, size_t len, enum bc_io_advice advice)
+{
+	(void)ctx;
+	int how = MADV_DONTNEED;
+	if (advice == BC_IO_POPULATE) {
+#ifdef MADV_POPULATE_WRITE
+		how = MADV_POPULATE_WRITE;
+#else
+		return -EOPNOTSUPP;
+#endif
+	}
+	if (!madvise(addr, len, how))
+		return 0;
+	return errno == EINVAL ? -EOPNOTSUPP : -errno; /* EINVAL: populate before Linux 5.14 */
+}
+
 static void p_unmap(void *ctx, void *addr, size_t len)
 {
 	(void)ctx;
@@ -183,6 +199,7 @@ const struct bc_io bc_io_posix = {
 	.unmap = p_unmap,
 	.fallocate = p_fallocate,
 	.writeback = p_writeback,
+	.advise = p_advise,
 };
 
 uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable)
@@ -209,6 +226,19 @@ void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
 {
 	if (io->writeback && off <= INT64_MAX && len <= INT64_MAX - off)
 		io->writeback(io->ctx, fd, (off_t)off, (off_t)len);
+}
+
+int bc_io_advise(const struct bc_io *io, const uint8_t *addr, uint64_t len,
+		 enum bc_io_advice advice)
+{
+	if (!io->advise)
+		return -EOPNOTSUPP;
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t from = ((uintptr_t)addr + page - 1) & ~(page - 1);
+	uintptr_t to = ((uintptr_t)addr + len) & ~(page - 1);
+	if (to <= from)
+		return 0;
+	return io->advise(io->ctx, (void *)from, to - from, advice);
 }
 
 void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len)

@@ -15,6 +15,14 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+enum bc_io_advice {
+	/* Fault the pages in for writing, as a store would (MADV_POPULATE_WRITE). */
+	BC_IO_POPULATE,
+	/* Drop the pages from the page table (MADV_DONTNEED on a shared mapping): they stay
+	 * in the page cache, dirty or not, and the next access maps them again. */
+	BC_IO_RELEASE,
+};
+
 struct bc_io {
 	void *ctx;
 	int (*openat)(void *ctx, int dirfd, const char *name, int flags, mode_t mode);
@@ -43,6 +51,9 @@ struct bc_io {
 	/* Start writing [off, off + len) of fd's dirty pages to the disk without waiting
 	 * (sync_file_range SYNC_FILE_RANGE_WRITE). A hint: it makes nothing durable. Optional. */
 	void (*writeback)(void *ctx, int fd, off_t off, off_t len);
+	/* Advise on [addr, addr + len), whole pages of a mapping map returned; the bytes of
+	 * the file stay as they are. Optional; -EOPNOTSUPP when the kernel cannot. */
+	int (*advise)(void *ctx, void *addr, size_t len, enum bc_io_advice advice);
 };
 
 /* The real system calls. */
@@ -72,6 +83,10 @@ void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len);
 int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
 /* The layer's writeback, when it has one. */
 void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
+/* The layer's advise over the whole pages inside [addr, addr + len); -EOPNOTSUPP when it
+ * has none. */
+int bc_io_advise(const struct bc_io *io, const uint8_t *addr, uint64_t len,
+		 enum bc_io_advice advice);
 int bc_io_listdir(const struct bc_io *io, int dirfd, int (*fn)(void *arg, const char *name),
 		  void *arg);
 

@@ -8,7 +8,9 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1056,7 +1058,8 @@ static int ma_writes(struct bc_db *c)
 
 /*
  * Without per-put syncing, on a filesystem where it is safe (ext4 here), the active file
- * has room reserved 1 MiB at a time and small appends are copied into its mapping. A
+ * has room reserved a MiB at a time, at least a MiB ahead of its appends (so the first
+ * put reserves two), and small appends are copied into its mapping. A
  * killed writer loses nothing it acknowledged (the page cache has it), and the next open
  * cuts the reserved room without counting it torn; close and rotation cut it too.
  */
@@ -1066,7 +1069,7 @@ START_TEST(mapped_appends)
 	o.sync = _i ? BC_SYNC_INTERVAL : BC_SYNC_NONE;
 	reopen(&o);
 	put_s("a", "1");
-	ck_assert_int_eq(file_size(data_file(0)), 1 << 20);
+	ck_assert_int_eq(file_size(data_file(0)), 2 << 20);
 	ck_assert_uint_eq(last_byte(data_file(0)), 0);
 	for (int i = 0; i < 200; i++)
 		ma_put(db, i);
@@ -1101,42 +1104,93 @@ START_TEST(mapped_appends)
 }
 END_TEST
 
-/* An I/O layer over the real one that counts data-file writes and fails fallocate from
- * its fail_from-th call on (0: never). */
+/* An I/O layer over the real one that counts data-file writes, fails fallocate from its
+ * fail_from-th call on (0: never) and records writeback and advise calls. The engine's
+ * threads call it too (a rotation's hint, the append helper): the hooks record under
+ * cio_mu, and the tests read what they recorded after bc_close has joined the threads. */
+static pthread_mutex_t cio_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct {
 	struct bc_io io;
 	unsigned fallocs, fail_from;
 	unsigned writes;
 	unsigned nwb; /* writeback calls, the first 8 kept in wb */
-	struct {
+	struct wb_call {
 		int fd;
 		off_t off, len;
 	} wb[8];
+	unsigned nadv; /* advise calls, the first 64 kept in adv */
+	struct {
+		enum bc_io_advice advice;
+		uint8_t *addr;
+		size_t len;
+	} adv[64];
 } cio;
 
 static void cio_writeback(void *ctx, int fd, off_t off, off_t len)
 {
 	(void)ctx;
+	pthread_mutex_lock(&cio_mu);
 	if (cio.nwb < 8) {
 		cio.wb[cio.nwb].fd = fd;
 		cio.wb[cio.nwb].off = off;
 		cio.wb[cio.nwb].len = len;
 	}
 	cio.nwb++;
+	pthread_mutex_unlock(&cio_mu);
 	bc_io_posix.writeback(bc_io_posix.ctx, fd, off, len);
+}
+
+static int cio_advise(void *ctx, void *addr, size_t len, enum bc_io_advice advice)
+{
+	(void)ctx;
+	pthread_mutex_lock(&cio_mu);
+	if (cio.nadv < 64) {
+		cio.adv[cio.nadv].advice = advice;
+		cio.adv[cio.nadv].addr = addr;
+		cio.adv[cio.nadv].len = len;
+	}
+	cio.nadv++;
+	pthread_mutex_unlock(&cio_mu);
+	return bc_io_posix.advise(bc_io_posix.ctx, addr, len, advice);
+}
+
+static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off);
+static int cio_fallocate(void *ctx, int fd, off_t off, off_t len);
+
+static void cio_reset(void)
+{
+	memset(&cio, 0, sizeof(cio));
+	cio.io = bc_io_posix;
+	cio.io.pwritev = cio_pwritev;
+	cio.io.fallocate = cio_fallocate;
+	cio.io.writeback = cio_writeback;
+	cio.io.advise = cio_advise;
+}
+
+/* The writable mapping of the active file. */
+static uint8_t *active_wmap(void)
+{
+	uint8_t *p = bc_active_file(db)->wmap;
+	ck_assert_ptr_nonnull(p);
+	return p;
 }
 
 static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off)
 {
 	(void)ctx;
+	pthread_mutex_lock(&cio_mu);
 	cio.writes++;
+	pthread_mutex_unlock(&cio_mu);
 	return bc_io_posix.pwritev(bc_io_posix.ctx, fd, iov, n, off);
 }
 
 static int cio_fallocate(void *ctx, int fd, off_t off, off_t len)
 {
 	(void)ctx;
-	if (cio.fail_from && ++cio.fallocs >= cio.fail_from)
+	pthread_mutex_lock(&cio_mu);
+	bool fail = ++cio.fallocs >= cio.fail_from && cio.fail_from;
+	pthread_mutex_unlock(&cio_mu);
+	if (fail)
 		return -ENOSPC;
 	return bc_io_posix.fallocate(bc_io_posix.ctx, fd, off, len);
 }
@@ -1150,10 +1204,7 @@ START_TEST(mapped_appends_fall_back)
 {
 	ck_assert_int_eq(bc_close(db), 0);
 	db = NULL;
-	cio.io = bc_io_posix;
-	cio.io.pwritev = cio_pwritev;
-	cio.io.fallocate = cio_fallocate;
-	cio.fail_from = 0;
+	cio_reset();
 	struct bc_options o = opts();
 	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
 	put_s("first", "x"); /* may write the hint file's header */
@@ -1188,17 +1239,24 @@ START_TEST(mapped_appends_fall_back)
 }
 END_TEST
 
+static int by_fd_off(const void *a, const void *b)
+{
+	const struct wb_call *x = a, *y = b;
+	if (x->fd != y->fd)
+		return x->fd < y->fd ? -1 : 1;
+	return x->off < y->off ? -1 : x->off > y->off;
+}
+
 /*
  * Without BC_SYNC_ALWAYS, each 4 MiB the active file's records pass is handed to the
- * kernel's writeback once, in order, from the start of each file; with it, nothing is.
+ * kernel's writeback once, from the start of each file, by the append helper, which
+ * first drops the range from the mapping; with ALWAYS there is no helper and nothing is.
  */
 START_TEST(write_behind)
 {
 	ck_assert_int_eq(bc_close(db), 0);
 	db = NULL;
-	cio.io = bc_io_posix;
-	cio.io.writeback = cio_writeback;
-	cio.nwb = 0;
+	cio_reset();
 	struct bc_options o = opts();
 	o.max_file_size = 10 << 20;
 	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
@@ -1206,27 +1264,58 @@ START_TEST(write_behind)
 	/* About 16 MiB: a file of 10 MiB (two steps), then 6 MiB in the next (one). */
 	static uint8_t v[4000];
 	char k[16];
+	uint8_t *map[2] = {NULL, NULL};
 	for (int i = 0; i < 4000; i++) {
 		snprintf(k, sizeof(k), "b%05d", i);
 		memset(v, 'a' + i % 26, sizeof(v));
 		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
+		if (i == 0)
+			map[0] = active_wmap();
 	}
-	ck_assert_uint_eq(cio.nwb, 3);
-	ck_assert(cio.wb[0].off == 0 && cio.wb[0].len == step);
-	ck_assert(cio.wb[1].fd == cio.wb[0].fd && cio.wb[1].off == step && cio.wb[1].len == step);
-	ck_assert(cio.wb[2].fd != cio.wb[0].fd && cio.wb[2].off == 0 && cio.wb[2].len == step);
-	ck_assert_int_eq(bc_close(db), 0);
+	map[1] = active_wmap();
+	ck_assert_ptr_ne(map[0], map[1]);
+	ck_assert_int_eq(bc_close(db), 0); /* joins the helper: every job posted has run */
 	db = NULL;
+	ck_assert_uint_eq(cio.nwb, 3);
+	qsort(cio.wb, 3, sizeof(cio.wb[0]), by_fd_off);
+	int first = cio.wb[0].fd == cio.wb[1].fd ? 0 : 1; /* the file with two */
+	ck_assert(cio.wb[first].off == 0 && cio.wb[first].len == step);
+	ck_assert(cio.wb[first + 1].fd == cio.wb[first].fd && cio.wb[first + 1].off == step &&
+		  cio.wb[first + 1].len == step);
+	int second = first ? 0 : 2;
+	ck_assert(cio.wb[second].off == 0 && cio.wb[second].len == step);
+	/* 4000-byte values are written with pwritev: nothing faulted in ahead. Each range
+	 * written back was first dropped from its file's mapping. */
+	ck_assert_uint_eq(cio.nadv, 3);
+	bool seen[3] = {false, false, false};
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_int_eq(cio.adv[i].advice, BC_IO_RELEASE);
+		ck_assert_uint_eq(cio.adv[i].len, (size_t)step);
+		if (cio.adv[i].addr == map[0])
+			seen[0] = true;
+		else if (cio.adv[i].addr == map[0] + step)
+			seen[1] = true;
+		else if (cio.adv[i].addr == map[1])
+			seen[2] = true;
+	}
+	ck_assert(seen[0] && seen[1] && seen[2]);
 
 	o.sync = BC_SYNC_ALWAYS;
-	cio.nwb = 0;
+	cio_reset();
 	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	ck_assert_ptr_null(db->ahead);
 	for (int i = 0; i < 1100; i++) {
 		snprintf(k, sizeof(k), "c%05d", i);
 		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
 	}
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
 	ck_assert_uint_eq(cio.nwb, 0);
-	reopen(&o);
+	ck_assert_uint_eq(cio.nadv, 0);
+	o.sync = BC_SYNC_NONE;
+	o.read_only = true;
+	open_db(&o);
+	ck_assert_ptr_null(db->ahead);
 	for (int i = 0; i < 4000; i += 97) {
 		snprintf(k, sizeof(k), "b%05d", i);
 		memset(v, 'a' + i % 26, sizeof(v));
@@ -1235,6 +1324,64 @@ START_TEST(write_behind)
 		ck_assert_int_eq(bc_get(db, 0, k, strlen(k), 0, &got, &n), 0);
 		ck_assert(n == sizeof(v) && !memcmp(got, v, n));
 		free(got);
+	}
+}
+END_TEST
+
+/*
+ * Small appends copied into the mapping find their pages faulted in: the room reserved
+ * ahead stays a whole MiB ahead of the appends, and the helper faults in each MiB as it
+ * is reserved, in whole pages, without changing a byte (every value reads back after a
+ * reopen). The last MiB of a file is reserved once, not at every append.
+ */
+START_TEST(append_helper_faults_ahead)
+{
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	cio_reset();
+	struct bc_options o = opts();
+	o.max_file_size = 4 << 20;
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	const size_t mib = 1 << 20;
+	const int n = 40000; /* 100-byte values: a 4 MiB file, then about 1.3 MiB */
+	uint8_t *map[2] = {NULL, NULL};
+	for (int i = 0; i < n; i++) {
+		char k[16], v[100];
+		snprintf(k, sizeof(k), "f%06d", i);
+		memset(v, 'A' + i % 26, sizeof(v));
+		ck_assert_int_eq(bc_put(db, 0, k, strlen(k), v, sizeof(v)), 0);
+		if (i == 0)
+			map[0] = active_wmap();
+	}
+	map[1] = active_wmap();
+	ck_assert_ptr_ne(map[0], map[1]);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	/* Per file, which MiB of the mapping a fault covered: whole pages, inside the file. */
+	bool covered[2][4] = {{false}};
+	ck_assert_uint_gt(cio.nadv, 0);
+	ck_assert_uint_le(cio.nadv, 64);
+	for (unsigned i = 0; i < cio.nadv; i++) {
+		ck_assert_int_eq(cio.adv[i].advice, BC_IO_POPULATE);
+		ck_assert_uint_eq((uintptr_t)cio.adv[i].addr % 4096, 0);
+		ck_assert_uint_eq(cio.adv[i].len % 4096, 0);
+		int m = cio.adv[i].addr >= map[1] && cio.adv[i].addr < map[1] + 4 * mib;
+		size_t at = (size_t)(cio.adv[i].addr - map[m]);
+		ck_assert_uint_le(at + cio.adv[i].len, 4 * mib);
+		for (size_t b = at / mib; b * mib < at + cio.adv[i].len; b++)
+			covered[m][b] = true;
+	}
+	/* The first file, whole; the second up to the MiB after its last record. */
+	ck_assert(covered[0][0] && covered[0][1] && covered[0][2] && covered[0][3]);
+	ck_assert(covered[1][0] && covered[1][1] && covered[1][2] && !covered[1][3]);
+	/* Reserved room: fallocate per MiB, not per append in the last one (7 MiB in all). */
+	ck_assert_uint_le(cio.fallocs, 8);
+	open_db(&o);
+	for (int i = 0; i < n; i += 7) {
+		char k[16], v[100];
+		snprintf(k, sizeof(k), "f%06d", i);
+		memset(v, 'A' + i % 26, sizeof(v));
+		expect_bytes(k, (const uint8_t *)v, sizeof(v));
 	}
 }
 END_TEST
@@ -1265,6 +1412,7 @@ static Suite *db_suite(void)
 	tcase_add_loop_test(t, mapped_appends, 0, 2);
 	tcase_add_test(t, mapped_appends_fall_back);
 	tcase_add_test(t, write_behind);
+	tcase_add_test(t, append_helper_faults_ahead);
 	suite_add_tcase(s, t);
 	return s;
 }

@@ -1,0 +1,36 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The append helper: a thread (bc-ahead) that does, on another CPU, the work around the
+ * active file that a writer would otherwise do between two appends. It faults in the
+ * room reserved ahead of the appends (so the copy into the mapping finds its pages
+ * mapped and dirty) and starts the disk writes of the bytes behind them (write-behind).
+ * Both are hints: skipping one costs speed, never a byte. db.c, "Room ahead" and
+ * "Write-behind", says when each is posted; docs/DESIGN.md "Threads" lists the thread.
+ */
+#ifndef BC_ENGINE_AHEAD_H
+#define BC_ENGINE_AHEAD_H
+
+#include <stdint.h>
+
+struct bc_db;
+struct bc_file;
+
+enum bc_ahead_kind {
+	BC_AHEAD_FAULT, /* fault in [from, to) of f->wmap for writing */
+	BC_AHEAD_WRITEBACK, /* start writing [from, to) of f to the disk */
+};
+
+/* Start the helper for db (db->ahead). Without it (no thread could be started) posts run
+ * where they are made. */
+void bc_ahead_start(struct bc_db *db);
+/* Let the helper finish the jobs posted so far, then join it; accepts a db without one. */
+void bc_ahead_stop(struct bc_db *db);
+/*
+ * Queue one job on f (the helper takes its own reference). When the queue is full or
+ * there is no helper, a write-behind runs here and a fault is skipped: the writer faults
+ * the pages in itself as it copies.
+ */
+void bc_ahead_post(struct bc_db *db, struct bc_file *f, enum bc_ahead_kind kind, uint64_t from,
+		   uint64_t to);
+
+#endif /* BC_ENGINE_AHEAD_H */
