@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The append helper: a thread (bc-ahead) that does, on another CPU, the work around the
- * active file that a writer would otherwise do between two appends. It faults in the
- * room reserved ahead of the appends (so the copy into the mapping finds its pages
- * mapped and dirty) and starts the disk writes of the bytes behind them (write-behind).
+ * active file's mapping that a writer would otherwise do between two appends. It faults
+ * in the room reserved ahead of the appends (so the copy into the mapping finds its pages
+ * mapped and dirty), and drops the bytes behind them from the mapping and starts their
+ * disk writes (write-behind).
  * Both are hints: skipping one costs speed, never a byte. db.c, "Room ahead" and
  * "Write-behind", says when each is posted; docs/DESIGN.md "Threads" lists the thread.
  */
@@ -17,7 +18,7 @@ struct bc_file;
 
 enum bc_ahead_kind {
 	BC_AHEAD_FAULT, /* fault in [from, to) of f->wmap for writing */
-	BC_AHEAD_WRITEBACK, /* start writing [from, to) of f to the disk */
+	BC_AHEAD_WRITEBACK, /* drop [from, to) from f->wmap, then start writing it to the disk */
 };
 
 /* Start the helper for db (db->ahead). Without it (no thread could be started) posts run
