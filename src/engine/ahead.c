@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * The append helper (ahead.h): a small queue of jobs on the active file and one thread
- * that runs them. Writers post under wlock, a few times per MiB appended; the thread
+ * that runs them. Writers post under wlock, about once per MiB appended; the thread
  * takes a reference on each job's file, so a rotation or a merge may retire the file
  * while a job on it is queued or running. Nothing here touches the keydir or a byte of
  * a record: a fault only maps pages (their contents stay as they are, so a fault that

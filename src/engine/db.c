@@ -869,8 +869,12 @@ int bc_open_io(const char *dir, const struct bc_options *opts, const struct bc_i
 			bc_log(db, BC_LOG_WARN, "%s: no background thread: %s", dir,
 			       strerror(errno));
 	}
-	if (!db->opt.read_only && db->opt.sync != BC_SYNC_ALWAYS)
+	if (!db->opt.read_only && db->opt.sync != BC_SYNC_ALWAYS) {
+		/* The bytes of the continued active file were handed to writeback by the
+		 * process that wrote them, or the kernel's flusher has them. */
+		db->wb_from = db->files[db->active]->size / WRITEBACK_STEP * WRITEBACK_STEP;
 		bc_ahead_start(db);
+	}
 	db->opened = true;
 	*out = db;
 	return 0;

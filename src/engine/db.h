@@ -82,7 +82,8 @@ struct bc_db {
 	/* Where the active file's bytes not yet handed to write-behind start (wlock). */
 	uint64_t wb_from;
 	/* The append helper (ahead.c): faults in the room ahead, writes behind. NULL: none
-	 * (read-only, BC_SYNC_ALWAYS, or no thread), and both happen in the writer. */
+	 * (read-only, BC_SYNC_ALWAYS, or no thread); then the writer faults pages in as it
+	 * copies and starts the write-behind itself. */
 	struct bc_ahead *ahead;
 
 	/* Group commit (sync_mu). */
