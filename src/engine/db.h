@@ -334,6 +334,16 @@ static inline void bc_kd_unlock(struct bc_db *db)
 	pthread_rwlock_unlock(&db->kd_lock);
 }
 
+/* Inside a merge's hold of kd_lock: when a foreground thread waits for it, release it and
+ * take it again behind that thread. */
+static inline void bc_kd_yield_bg(struct bc_db *db, bool write)
+{
+	if (!atomic_load_explicit(&db->kd_waiting, memory_order_relaxed))
+		return;
+	bc_kd_unlock(db);
+	bc_kd_lock_bg(db, write);
+}
+
 /* May a hole of o be a chunk lost to damage (so it must read as -EBADMSG, not zeros)? */
 static inline bool bc_object_suspect(const struct bc_db *db, const struct bc_object *o)
 {

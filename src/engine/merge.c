@@ -139,6 +139,8 @@ static void out_publish(struct out *o)
 			if (i)
 				bc_kd_unlock(db);
 			bc_kd_lock_bg(db, true);
+		} else {
+			bc_kd_yield_bg(db, true);
 		}
 		struct moved *m = &o->mv[i];
 		struct bc_loc from = {m->from_slot, m->from_off, m->size};
@@ -294,8 +296,10 @@ static int batch_complete(struct bc_db *db, struct bc_file *f, uint64_t off, uin
  * CHECK_STEP records at a time: fewer lock round trips than one per record, and a hold
  * short enough (a few lookups, about a microsecond) that a foreground put waiting for it
  * spins instead of sleeping. Longer holds raised the put p99 during a merge (8 records
- * per hold: 6x the idle p99; 4: 2.4x). The records' bytes are copied out of the scan's
- * buffer, which the next read may replace.
+ * per hold: 6x the idle p99; 4: 2.4x). A foreground thread that waits anyway is let in
+ * between two records (bc_kd_yield_bg); a decision made before that is no less valid,
+ * since publishing moves only what still points where the merge read it. The records'
+ * bytes are copied out of the scan's buffer, which the next read may replace.
  */
 #define CHECK_STEP 4
 
@@ -403,8 +407,11 @@ static int check_run(struct out *o, struct check *c, uint32_t slot, bool older_o
 					  bc_record_size(r->klen, r->mlen, r->vlen)};
 	}
 	bc_kd_lock_bg(db, false);
-	for (size_t i = 0; i < c->n; i++)
+	for (size_t i = 0; i < c->n; i++) {
+		if (i)
+			bc_kd_yield_bg(db, false);
 		fate[i] = decide(db, &c->rec[i], here[i], older_outside, now_s);
+	}
 	bc_kd_unlock(db);
 	for (size_t i = 0; i < c->n && !rc; i++) {
 		if (fate[i] == EXPIRE)
