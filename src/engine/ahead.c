@@ -48,8 +48,7 @@ static void run(struct bc_db *db, struct bc_ahead *a, const struct job *j)
 		 * with the range unmapped first, which is one flush. A later read maps the
 		 * pages again; they never left the page cache.
 		 */
-		if (j->f->wmap)
-			bc_io_advise(db->io, j->f->wmap + j->from, j->to - j->from, BC_IO_RELEASE);
+		bc_io_advise(db->io, j->f->wmap + j->from, j->to - j->from, BC_IO_RELEASE);
 		bc_io_writeback(db->io, j->f->fd, j->from, j->to - j->from);
 		return;
 	}
@@ -126,7 +125,8 @@ void bc_ahead_post(struct bc_db *db, struct bc_file *f, enum bc_ahead_kind kind,
 	struct bc_ahead *a = db->ahead;
 	if (to <= from)
 		return;
-	if (a) {
+	/* Only a mapped file's write-behind goes to the helper (see write_behind in db.c). */
+	if (a && (kind == BC_AHEAD_FAULT || f->wmap)) {
 		pthread_mutex_lock(&a->mu);
 		bool queued = false;
 		if (a->head - a->tail < JOBS && !(kind == BC_AHEAD_FAULT && a->no_fault)) {

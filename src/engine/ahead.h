@@ -27,9 +27,10 @@ void bc_ahead_start(struct bc_db *db);
 /* Let the helper finish the jobs posted so far, then join it; accepts a db without one. */
 void bc_ahead_stop(struct bc_db *db);
 /*
- * Queue one job on f (the helper takes its own reference). When the queue is full or
- * there is no helper, a write-behind runs here and a fault is skipped: the writer faults
- * the pages in itself as it copies.
+ * Queue one job on f (the helper takes its own reference); a fault needs f->wmap. A
+ * write-behind on a file with no writable mapping, or when the queue is full or there is
+ * no helper, runs here; a fault is then skipped: the writer faults the pages in itself
+ * as it copies.
  */
 void bc_ahead_post(struct bc_db *db, struct bc_file *f, enum bc_ahead_kind kind, uint64_t from,
 		   uint64_t to);

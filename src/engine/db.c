@@ -374,10 +374,7 @@ static void write_behind(struct bc_db *db, struct bc_file *f, uint64_t end)
 	uint64_t to = end / WRITEBACK_STEP * WRITEBACK_STEP;
 	if (to <= db->wb_from)
 		return;
-	if (f->wmap)
-		bc_ahead_post(db, f, BC_AHEAD_WRITEBACK, db->wb_from, to);
-	else
-		bc_io_writeback(db->io, f->fd, db->wb_from, to - db->wb_from);
+	bc_ahead_post(db, f, BC_AHEAD_WRITEBACK, db->wb_from, to);
 	db->wb_from = to;
 }
 
