@@ -4,9 +4,10 @@
  * that runs them. Writers post under wlock, about once per MiB appended; the thread
  * takes a reference on each job's file, so a rotation or a merge may retire the file
  * while a job on it is queued or running. Nothing here touches the keydir or a byte of
- * a record: a fault only maps pages (their contents stay as they are, so a fault that
- * lands beside or behind the writer's copy is harmless), and a write-behind only starts
- * disk writes that the next fdatasync would have made anyway.
+ * a record: a fault only maps pages and a prepare only reads the missing ones into the
+ * page cache (their contents stay as they are, so either landing beside or behind the
+ * writer is harmless), and a write-behind only starts disk writes that the next
+ * fdatasync would have made anyway.
  */
 #include "ahead.h"
 
@@ -19,7 +20,7 @@
 
 #include "db.h"
 
-#define JOBS 8 /* a fault per MiB and a write-behind per 4 MiB: far more than in flight */
+#define JOBS 8 /* a fault or prepare per MiB, a write-behind per 4 MiB: more than in flight */
 
 struct job {
 	struct bc_file *f;
@@ -50,6 +51,10 @@ static void run(struct bc_db *db, struct bc_ahead *a, const struct job *j)
 		 */
 		bc_io_advise(db->io, j->f->wmap + j->from, j->to - j->from, BC_IO_RELEASE);
 		bc_io_writeback(db->io, j->f->fd, j->from, j->to - j->from);
+		return;
+	}
+	if (j->kind == BC_AHEAD_PREPARE) {
+		bc_io_willneed(db->io, j->f->fd, j->from, j->to - j->from);
 		return;
 	}
 	/* -EFAULT: the file was cut back under the job (a rotation); nothing to do. */
@@ -126,7 +131,7 @@ void bc_ahead_post(struct bc_db *db, struct bc_file *f, enum bc_ahead_kind kind,
 	if (to <= from)
 		return;
 	/* Only a mapped file's write-behind goes to the helper (see write_behind in db.c). */
-	if (a && (kind == BC_AHEAD_FAULT || f->wmap)) {
+	if (a && (kind != BC_AHEAD_WRITEBACK || f->wmap)) {
 		pthread_mutex_lock(&a->mu);
 		bool queued = false;
 		if (a->head - a->tail < JOBS && !(kind == BC_AHEAD_FAULT && a->no_fault)) {

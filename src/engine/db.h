@@ -74,10 +74,12 @@ struct bc_db {
 	/* Sticky: once a write or sync fails half-way, writes stop. Set under wlock or
 	 * sync_mu, read under either or none. */
 	_Atomic int write_error;
-	/* The active file is filled ahead of its appends (space reserved, or zeros written)
-	 * up to fill_end (wlock; see fill_ahead in db.c); fill_failed: filling failed, stop
-	 * trying and copying into the mapping until the next file. */
+	/* The active file is filled ahead of its appends (grown, space reserved, or zeros
+	 * written) up to fill_end, and reserved up to reserve_end (wlock; see "Room ahead" in
+	 * db.c); fill_failed: filling failed, stop trying and copying into the mapping until
+	 * the next file. */
 	uint64_t fill_end;
+	uint64_t reserve_end;
 	bool fill_failed;
 	/* Where the active file's bytes not yet handed to write-behind start (wlock). */
 	uint64_t wb_from;

@@ -160,6 +160,22 @@ static void p_writeback(void *ctx, int fd, off_t off, off_t len)
 	(void)sync_file_range(fd, off, len, SYNC_FILE_RANGE_WRITE);
 }
 
+/*
+ * The kernel reads ahead at most the device's preferred I/O size or the file's readahead
+ * window per call (128 KiB by default), and drops the rest of a larger range: so the range
+ * goes in pieces of that size.
+ */
+#define WILLNEED_PIECE ((off_t)128 << 10)
+
+static void p_willneed(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	for (off_t end = off + len; off < end; off += WILLNEED_PIECE)
+		(void)posix_fadvise(fd, off,
+				    end - off < WILLNEED_PIECE ? end - off : WILLNEED_PIECE,
+				    POSIX_FADV_WILLNEED);
+}
+
 static int p_advise(void *ctx, void *addr, size_t len, enum bc_io_advice advice)
 {
 	(void)ctx;
@@ -200,6 +216,7 @@ const struct bc_io bc_io_posix = {
 	.fallocate = p_fallocate,
 	.writeback = p_writeback,
 	.advise = p_advise,
+	.willneed = p_willneed,
 };
 
 uint8_t *bc_io_map(const struct bc_io *io, int fd, uint64_t len, bool writable)
@@ -226,6 +243,12 @@ void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
 {
 	if (io->writeback && off <= INT64_MAX && len <= INT64_MAX - off)
 		io->writeback(io->ctx, fd, (off_t)off, (off_t)len);
+}
+
+void bc_io_willneed(const struct bc_io *io, int fd, uint64_t off, uint64_t len)
+{
+	if (io->willneed && off <= INT64_MAX && len <= INT64_MAX - off)
+		io->willneed(io->ctx, fd, (off_t)off, (off_t)len);
 }
 
 int bc_io_advise(const struct bc_io *io, const uint8_t *addr, uint64_t len,

@@ -54,6 +54,11 @@ struct bc_io {
 	/* Advise on [addr, addr + len), whole pages of a mapping map returned; the bytes of
 	 * the file stay as they are. Optional; -EOPNOTSUPP when the kernel cannot. */
 	int (*advise)(void *ctx, void *addr, size_t len, enum bc_io_advice advice);
+	/* Bring [off, off + len) of fd into the page cache ahead of writes to it, reading
+	 * what is not there yet (posix_fadvise POSIX_FADV_WILLNEED); in a hole that is
+	 * zeroed pages and no disk I/O. A hint: the bytes of the file stay as they are.
+	 * Optional. */
+	void (*willneed)(void *ctx, int fd, off_t off, off_t len);
 };
 
 /* The real system calls. */
@@ -83,6 +88,8 @@ void bc_io_unmap(const struct bc_io *io, const uint8_t *addr, uint64_t len);
 int bc_io_fallocate(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
 /* The layer's writeback, when it has one. */
 void bc_io_writeback(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
+/* The layer's willneed, when it has one. */
+void bc_io_willneed(const struct bc_io *io, int fd, uint64_t off, uint64_t len);
 /* The layer's advise over the whole pages inside [addr, addr + len); -EOPNOTSUPP when it
  * has none. */
 int bc_io_advise(const struct bc_io *io, const uint8_t *addr, uint64_t len,

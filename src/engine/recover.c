@@ -613,7 +613,7 @@ static int load_file(struct bc_db *db, uint64_t id, bool newest, bool will_be_ac
 	if (rc)
 		return rc;
 	if (end < f->size) {
-		/* Zero bytes written ahead of appends (fill_ahead in db.c) are no damage. Only
+		/* Room filled ahead of appends ("Room ahead" in db.c) is zeros and no damage. Only
 		 * the newest file is open for writing: an older one keeps its zeros until a
 		 * merge rewrites it. Anything else past the records is a torn tail. */
 		if (zeros > end) {

@@ -970,13 +970,9 @@ static int closed_files_end_in_records(void)
 START_TEST(zero_fill_ahead_of_appends)
 {
 	struct bc_options o = opts();
-	o.mmap_disable = true;
-	reopen(&o);
-	put_s("plain", "1");
-	ck_assert_int_lt(file_size(data_file(0)), 4096); /* no fill without syncing */
-	o.mmap_disable = false;
 	o.sync = BC_SYNC_ALWAYS;
 	reopen(&o);
+	put_s("plain", "1");
 	put_s("a", "1");
 	ck_assert_int_eq(file_size(data_file(0)), 1 << 20);
 	ck_assert_int_eq(bc_close(db), 0);
@@ -1105,7 +1101,7 @@ START_TEST(mapped_appends)
 END_TEST
 
 /* An I/O layer over the real one that counts data-file writes, fails fallocate from its
- * fail_from-th call on (0: never) and records writeback and advise calls. The engine's
+ * fail_from-th call on (0: never) and records writeback, advise and willneed calls. The engine's
  * threads call it too (a rotation's hint, the append helper): the hooks record under
  * cio_mu, and the tests read what they recorded after bc_close has joined the threads. */
 static pthread_mutex_t cio_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1124,6 +1120,8 @@ static struct {
 		uint8_t *addr;
 		size_t len;
 	} adv[64];
+	unsigned nwill; /* willneed calls, the first 64 kept in will */
+	struct wb_call will[64];
 } cio;
 
 static void cio_writeback(void *ctx, int fd, off_t off, off_t len)
@@ -1154,6 +1152,17 @@ static int cio_advise(void *ctx, void *addr, size_t len, enum bc_io_advice advic
 	return bc_io_posix.advise(bc_io_posix.ctx, addr, len, advice);
 }
 
+static void cio_willneed(void *ctx, int fd, off_t off, off_t len)
+{
+	(void)ctx;
+	pthread_mutex_lock(&cio_mu);
+	if (cio.nwill < 64)
+		cio.will[cio.nwill] = (struct wb_call){fd, off, len};
+	cio.nwill++;
+	pthread_mutex_unlock(&cio_mu);
+	bc_io_posix.willneed(bc_io_posix.ctx, fd, off, len);
+}
+
 static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, off_t off);
 static int cio_fallocate(void *ctx, int fd, off_t off, off_t len);
 
@@ -1165,6 +1174,7 @@ static void cio_reset(void)
 	cio.io.fallocate = cio_fallocate;
 	cio.io.writeback = cio_writeback;
 	cio.io.advise = cio_advise;
+	cio.io.willneed = cio_willneed;
 }
 
 /* The writable mapping of the active file. */
@@ -1330,6 +1340,7 @@ START_TEST(write_behind)
 	db = NULL;
 	ck_assert_uint_eq(cio.nwb, 0);
 	ck_assert_uint_eq(cio.nadv, 0);
+	ck_assert_uint_eq(cio.nwill, 0);
 	o.sync = BC_SYNC_NONE;
 	o.read_only = true;
 	open_db(&o);
@@ -1404,6 +1415,129 @@ START_TEST(append_helper_faults_ahead)
 }
 END_TEST
 
+/* Value i of the prepared-append test: len bytes that depend on i and on the prefix p. */
+static void pa_value(char p, int i, uint8_t *v, size_t len)
+{
+	for (size_t j = 0; j < len; j++)
+		v[j] = (uint8_t)(p + i * 13 + j * 5 + (j >> 9));
+}
+
+static int pa_put(struct bc_db *d, char p, int i, size_t len)
+{
+	static uint8_t v[20000];
+	char k[16];
+	snprintf(k, sizeof(k), "%c%05d", p, i);
+	pa_value(p, i, v, len);
+	return bc_put(d, 0, k, strlen(k), v, len);
+}
+
+static void pa_verify(char p, int n, size_t len)
+{
+	static uint8_t v[20000];
+	for (int i = 0; i < n; i++) {
+		char k[16];
+		snprintf(k, sizeof(k), "%c%05d", p, i);
+		pa_value(p, i, v, len);
+		expect_bytes(k, v, len);
+	}
+}
+
+/* 1,000 values of 4,000 bytes under 'c'. */
+static int pa_writes(struct bc_db *c)
+{
+	for (int i = 0; i < 1000; i++)
+		if (pa_put(c, 'c', i, 4000))
+			return -1;
+	return 0;
+}
+
+/* The MiBs of [0, 4 MiB) that the willneed calls on fd touched, as bits; asserts that
+ * they lie inside the file's 4 MiB and that no two of them overlap. */
+static unsigned prepared_mibs(int fd)
+{
+	const off_t mib = 1 << 20;
+	unsigned bits = 0;
+	off_t last_end = 0;
+	ck_assert_uint_le(cio.nwill, 64);
+	qsort(cio.will, cio.nwill, sizeof(cio.will[0]), by_fd_off);
+	for (unsigned i = 0; i < cio.nwill; i++) {
+		const struct wb_call *c = &cio.will[i];
+		if (c->fd != fd)
+			continue;
+		ck_assert(c->len > 0 && c->off >= last_end && c->off + c->len <= 4 * mib);
+		last_end = c->off + c->len;
+		for (off_t b = c->off / mib; b * mib < c->off + c->len; b++)
+			bits |= 1u << b;
+	}
+	return bits;
+}
+
+/*
+ * Appends made with pwritev (values over 1 KiB, or every value when the file is not mapped
+ * for writing, as under bitcaskfs) find their pages in the page cache: the file is grown
+ * a whole MiB ahead of them with no blocks, and the helper reads each new MiB in, once.
+ * Appends of more than 16 KiB get none of it. Close and rotation cut the room; a killed
+ * writer leaves it, and the next open cuts it without counting it torn.
+ */
+START_TEST(append_helper_prepares_ahead)
+{
+	struct bc_options o = opts();
+	o.mmap_disable = _i;
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+	crash_writer(&o, pa_writes, true);
+	open_after_crash(&o, 1000);
+	pa_verify('c', 1000, 4000);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
+
+	/*
+	 * 4,038-byte records: the crash left 3.85 MiB in the file the open continues (A),
+	 * 1,500 more fill it, another (B) and 1.63 MiB of a third (C), grown to 3 MiB.
+	 */
+	cio_reset();
+	o.max_file_size = 4 << 20;
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	const off_t mib = 1 << 20;
+	int fd_a = bc_active_file(db)->fd;
+	ck_assert_int_eq(pa_put(db, 'p', 0, 4000), 0);
+	ck_assert_int_eq(file_size(data_file(0)), 4 * mib);
+	for (int i = 1; i < 1500; i++)
+		ck_assert_int_eq(pa_put(db, 'p', i, 4000), 0);
+	int fd_c = bc_active_file(db)->fd;
+	struct stat st;
+	ck_assert_int_eq(stat(data_file(0), &st), 0);
+	ck_assert_int_eq(st.st_size, 3 * mib);
+	ck_assert_int_lt(st.st_blocks * 512, 2 * mib);
+	/* 20,000-byte values to 2.2 MiB: the room is short of a MiB ahead, and stays so. */
+	for (int i = 0; i < 30; i++)
+		ck_assert_int_eq(pa_put(db, 'b', i, 20000), 0);
+	ck_assert_int_eq(file_size(data_file(0)), 3 * mib);
+	ck_assert_uint_eq(last_byte(data_file(0)), 0);
+	/* 100-byte values: reserved and copied into the mapping, or without one prepared. */
+	for (int i = 0; i < 20; i++)
+		ck_assert_int_eq(pa_put(db, 's', i, 100), 0);
+	ck_assert_int_eq(file_size(data_file(0)), 4 * mib);
+	ck_assert_int_eq(bc_close(db), 0); /* joins the helper: every job posted has run */
+	db = NULL;
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+
+	ck_assert_uint_eq(prepared_mibs(fd_a), 0x8);
+	ck_assert_uint_eq(prepared_mibs(fd_c), _i ? 0xf : 0x7);
+	for (unsigned i = 0; i < cio.nwill; i++) /* B's: every MiB */
+		if (cio.will[i].fd != fd_a && cio.will[i].fd != fd_c) {
+			ck_assert_uint_eq(prepared_mibs(cio.will[i].fd), 0xf);
+			break;
+		}
+	ck_assert_uint_eq(cio.nwill, 3 + 1 + 2 + (unsigned)_i);
+	open_db(&o);
+	pa_verify('c', 1000, 4000);
+	pa_verify('p', 1500, 4000);
+	pa_verify('b', 30, 20000);
+	pa_verify('s', 20, 100);
+}
+END_TEST
+
 static Suite *db_suite(void)
 {
 	Suite *s = suite_create("db");
@@ -1431,6 +1565,7 @@ static Suite *db_suite(void)
 	tcase_add_test(t, mapped_appends_fall_back);
 	tcase_add_test(t, write_behind);
 	tcase_add_test(t, append_helper_faults_ahead);
+	tcase_add_loop_test(t, append_helper_prepares_ahead, 0, 2);
 	suite_add_tcase(s, t);
 	return s;
 }
