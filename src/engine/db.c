@@ -342,9 +342,9 @@ static void reserve_ahead(struct bc_db *db, struct bc_file *f, uint64_t end)
 		return;
 	uint64_t from = db->reserve_end > end ? db->reserve_end : end;
 	int rc = bc_io_fallocate(db->io, f->fd, f->size, to - f->size);
+	/* On failure too, so that fill_cut removes whatever part was filled. */
 	if (db->fill_end < to)
-		db->fill_end =
-			to; /* on failure too, so fill_cut removes whatever part was filled */
+		db->fill_end = to;
 	if (rc) {
 		db->fill_failed = true;
 		return;
