@@ -238,6 +238,10 @@ int bcfs_data_read(struct bcfs *fs, struct bcfs_inode *in, char *buf, size_t len
 int bcfs_data_flush(struct bcfs *fs, struct bcfs_inode *in);
 /* Same, taking ns itself. */
 int bcfs_data_flush_ns(struct bcfs *fs, struct bcfs_inode *in);
+/* Make m in's metadata: store it, or keep it for the first record while in is pending;
+ * the cache then holds m and no mtime is pending, or is dropped if the store failed
+ * (in->lock held, ns held). */
+int bcfs_data_meta_locked(struct bcfs *fs, struct bcfs_inode *in, const struct bcfs_meta *m);
 /* The same at close (FLUSH), except that a created file not yet written keeps waiting for
  * its data or its release (which flushes). */
 int bcfs_data_close(struct bcfs *fs, struct bcfs_inode *in);

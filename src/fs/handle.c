@@ -209,15 +209,22 @@ static int flush_meta(struct bcfs *fs, struct bcfs_inode *in)
 		return rc;
 	m.mtime_ns = in->mtime_ns;
 	m.ctime_ns = in->mtime_ns;
-	rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
-	if (!rc) {
-		in->mtime_dirty = false;
-		bcfs_inode_meta_set_locked(in, &m, in->size);
-	} else {
-		bcfs_inode_meta_drop_locked(in);
-	}
+	rc = bcfs_data_meta_locked(fs, in, &m);
 	bcfs_meta_release(&m);
 	return rc;
+}
+
+int bcfs_data_meta_locked(struct bcfs *fs, struct bcfs_inode *in, const struct bcfs_meta *m)
+{
+	int rc = in->pending ? 0 : bcfs_meta_store(fs, in->space, in->key, in->klen, m);
+
+	if (rc) {
+		bcfs_inode_meta_drop_locked(in);
+		return rc;
+	}
+	in->mtime_dirty = false;
+	bcfs_inode_meta_set_locked(in, m, in->size);
+	return 0;
 }
 
 static void drop_dirty(struct bcfs *fs, struct bcfs_inode *in)

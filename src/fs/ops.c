@@ -578,6 +578,41 @@ static void apply_attrs(struct bcfs_meta *m, const struct stat *attr, int to_set
 	 FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW |          \
 	 FUSE_SET_ATTR_CTIME)
 
+/*
+ * chmod, chown, utimens of a file (ns held for reading). A created file that has no record
+ * yet (pending) keeps the change with the metadata its first record will carry: cp -a
+ * and tar -x set owner, mode and times between the write and the close, and each
+ * change would otherwise append a record of its own. Any other file gets its buffered
+ * data written first (the metadata read next then has the current mtime), then a
+ * metadata record.
+ */
+static int set_file_attrs(struct bcfs *fs, struct bcfs_inode *in, const struct stat *attr,
+			  int to_set)
+{
+	struct bcfs_meta m;
+	int rc = 0;
+
+	pthread_mutex_lock(&in->lock);
+	if (!in->pending || in->gone) {
+		/* Not pending now, so never again, whatever happens between the locks. */
+		pthread_mutex_unlock(&in->lock);
+		rc = bcfs_data_flush(fs, in);
+		pthread_mutex_lock(&in->lock);
+	}
+	memset(&m, 0, sizeof(m));
+	if (!rc)
+		rc = in->gone ? -ENOENT : bcfs_inode_meta_locked(fs, in, &m, NULL);
+	if (!rc) {
+		if (in->mtime_dirty)
+			m.mtime_ns = in->mtime_ns;
+		apply_attrs(&m, attr, to_set);
+		rc = bcfs_data_meta_locked(fs, in, &m);
+		bcfs_meta_release(&m);
+	}
+	pthread_mutex_unlock(&in->lock);
+	return rc;
+}
+
 static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 			 struct fuse_file_info *fi)
 {
@@ -638,25 +673,7 @@ static void bcfs_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int 
 	}
 	if (to_set & META_BITS) {
 		pthread_rwlock_rdlock(&fs->ns);
-		rc = bcfs_data_flush(fs, in);
-		pthread_mutex_lock(&in->lock);
-		memset(&m, 0, sizeof(m));
-		if (!rc)
-			rc = in->gone ? -ENOENT : bcfs_inode_meta_locked(fs, in, &m, NULL);
-		if (!rc) {
-			if (in->mtime_dirty)
-				m.mtime_ns = in->mtime_ns;
-			apply_attrs(&m, attr, to_set);
-			rc = bcfs_meta_store(fs, in->space, in->key, in->klen, &m);
-			if (!rc) {
-				in->mtime_dirty = false;
-				bcfs_inode_meta_set_locked(in, &m, in->size);
-			} else {
-				bcfs_inode_meta_drop_locked(in);
-			}
-			bcfs_meta_release(&m);
-		}
-		pthread_mutex_unlock(&in->lock);
+		rc = set_file_attrs(fs, in, attr, to_set);
 		pthread_rwlock_unlock(&fs->ns);
 	}
 reply:

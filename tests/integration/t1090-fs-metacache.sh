@@ -100,6 +100,23 @@ for i in $(seq 100); do head -c 4096 /dev/zero >"$M/one/f$i"; done
 puts1=$(stat_of engine_puts)
 expect_eq "$((puts1 - puts0))" 100 "engine writes for 100 create;write;close"
 expect_eq "$(stat_of pending_creates)" 0 "pending creates after close"
+# As cp -a and tar -x do: owner, mode and times set between the write and the
+# close stay with the created file's first record (counted in section 5).
+python3 - "$M/one" <<'PY'
+import os, sys
+for i in range(10):
+    fd = os.open(f"{sys.argv[1]}/cpa{i}", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o600)
+    os.write(fd, b"x" * (100 + i))
+    os.fchown(fd, 1000 + i, 2000)
+    os.fchmod(fd, 0o640)
+    os.utime(fd, ns=(1_500_000_000_000_000_000 + i, 1_600_000_000_000_000_000 + i))
+    os.close(fd)
+PY
+cpa_attrs() { stat -c '%n %s %a %u %g %.9Y %.9X' "$M"/one/cpa*; }
+cpa_attrs >"$T/cpa_cached"
+expect_eq "$(sed -n 4p "$T/cpa_cached")" \
+	"$M/one/cpa3 103 640 1003 2000 1600000000.000000003 1500000000.000000003" \
+	"attributes set on a created file before its close"
 
 # ---- 4. a created file still open and unwritten exists for everyone ---------------------
 mkdir "$M/q" "$M/r"
@@ -140,7 +157,10 @@ cmp "$T/cached" "$T/cached2" || fail "attributes changed without a write"
 bcfs_umount "$M"
 nrec=$("$BIN/bitcask" dump "$D" | grep -c ' key=one/f')
 expect_eq "$nrec" 100 "records for 100 create;write;close"
+nrec=$("$BIN/bitcask" dump "$D" | grep -c ' key=one/cpa')
+expect_eq "$nrec" 10 "records for 10 create;write;chown;chmod;utimens;close"
 bcfs_mount "$D" "$M"
+cpa_attrs | diff "$T/cpa_cached" - || fail "attributes of created files differ after a remount"
 attrs "${all[@]}" >"$T/stored"
 diff "$T/cached" "$T/stored" || fail "cached attributes differ from the stored ones"
 expect_eq "$(stat -c '%s %a' "$M/q/open" "$M/q/held" | tr '\n' ' ')" "0 644 0 644 " \
