@@ -136,6 +136,8 @@ struct bc_stats {
 	uint64_t hint_fallbacks; /* hint files that failed and were replaced by a scan */
 	uint64_t read_errors; /* reads that found a bad CRC since open */
 
+	/* Calls since open: puts counts every write to one key (bc_put, bc_put_ex, bc_write,
+	 * bc_write_meta, bc_truncate, bc_set_meta, a stream's commit). */
 	uint64_t puts, gets, deletes, batches, syncs;
 
 	size_t nfiles;

@@ -849,6 +849,7 @@ int bc_truncate(struct bc_db *db, unsigned space, const void *key, size_t klen, 
 	pthread_mutex_lock(&db->wlock);
 	rc = truncate_locked(db, space, key, klen, size, &mark);
 	pthread_mutex_unlock(&db->wlock);
+	atomic_fetch_add(&db->n_put, 1);
 	return rc ? rc : bc_commit_wait(db, mark);
 }
 
@@ -888,6 +889,7 @@ int bc_set_meta(struct bc_db *db, unsigned space, const void *key, size_t klen, 
 		cur_release(&c);
 	}
 	pthread_mutex_unlock(&db->wlock);
+	atomic_fetch_add(&db->n_put, 1);
 	return rc ? rc : bc_commit_wait(db, mark);
 }
 

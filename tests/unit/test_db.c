@@ -129,6 +129,24 @@ START_TEST(put_get_delete)
 }
 END_TEST
 
+/* The stats count every write to one key as a put, metadata and truncates included. */
+START_TEST(operation_counts)
+{
+	put_s("a", "1");
+	ck_assert_int_eq(bc_write(db, 0, "a", 1, 1, "23", 2), 0);
+	ck_assert_int_eq(bc_set_meta(db, 0, "a", 1, "m", 1), 0);
+	ck_assert_int_eq(bc_truncate(db, 0, "a", 1, 2), 0);
+	expect_s("a", "12");
+	ck_assert_int_eq(bc_delete(db, 0, "a", 1), 0);
+	struct bc_stats st;
+	ck_assert_int_eq(bc_stats_get(db, &st), 0);
+	ck_assert_uint_eq(st.puts, 4);
+	ck_assert_uint_eq(st.deletes, 1);
+	ck_assert_uint_ge(st.gets, 1);
+	bc_stats_release(&st);
+}
+END_TEST
+
 START_TEST(reopen_keeps_everything)
 {
 	struct bc_options o = opts();
@@ -1545,6 +1563,7 @@ static Suite *db_suite(void)
 	tcase_add_checked_fixture(t, setup, teardown);
 	tcase_set_timeout(t, 120);
 	tcase_add_test(t, put_get_delete);
+	tcase_add_test(t, operation_counts);
 	tcase_add_test(t, reopen_keeps_everything);
 	tcase_add_test(t, large_values);
 	tcase_add_test(t, partial_writes_and_truncate);
