@@ -1119,7 +1119,8 @@ START_TEST(mapped_appends)
 END_TEST
 
 /* An I/O layer over the real one that counts data-file writes, fails fallocate from its
- * fail_from-th call on (0: never) and records writeback, advise and willneed calls. The engine's
+ * fail_from-th call on (0: never), fails writes while fail_writes is set, and records
+ * writeback, advise and willneed calls. The engine's
  * threads call it too (a rotation's hint, the append helper): the hooks record under
  * cio_mu, and the tests read what they recorded after bc_close has joined the threads. */
 static pthread_mutex_t cio_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -1127,6 +1128,7 @@ static struct {
 	struct bc_io io;
 	unsigned fallocs, fail_from;
 	unsigned writes;
+	bool fail_writes; /* pwritev fails with ENOSPC */
 	unsigned nwb; /* writeback calls, the first 8 kept in wb */
 	struct wb_call {
 		int fd;
@@ -1208,7 +1210,10 @@ static ssize_t cio_pwritev(void *ctx, int fd, const struct iovec *iov, int n, of
 	(void)ctx;
 	pthread_mutex_lock(&cio_mu);
 	cio.writes++;
+	bool fail = cio.fail_writes;
 	pthread_mutex_unlock(&cio_mu);
+	if (fail)
+		return -ENOSPC;
 	return bc_io_posix.pwritev(bc_io_posix.ctx, fd, iov, n, off);
 }
 
@@ -1494,8 +1499,8 @@ static unsigned prepared_mibs(int fd)
  * Appends made with pwritev (values over 1 KiB, or every value when the file is not mapped
  * for writing, as under bitcaskfs) find their pages in the page cache: the file is grown
  * a whole MiB ahead of them with no blocks, and the helper reads each new MiB in, once.
- * Appends of more than 16 KiB get none of it. Close and rotation cut the room; a killed
- * writer leaves it, and the next open cuts it without counting it torn.
+ * Appends of more than 16 KiB get none of it. Close, rotation and a failed write cut the
+ * room; a killed writer leaves it, and the next open cuts it without counting it torn.
  */
 START_TEST(append_helper_prepares_ahead)
 {
@@ -1548,7 +1553,27 @@ START_TEST(append_helper_prepares_ahead)
 			break;
 		}
 	ck_assert_uint_eq(cio.nwill, 3 + 1 + 2 + (unsigned)_i);
+
+	/* A write into the room that fails (a full disk) leaves the file cut back to its
+	 * records; the next append grows the room again. */
+	ck_assert_int_eq(bc_open_io(dir, &o, &cio.io, &db), 0);
+	off_t records = file_size(data_file(0));
+	ck_assert_uint_ne(last_byte(data_file(0)), 0);
+	pthread_mutex_lock(&cio_mu);
+	cio.fail_writes = true;
+	pthread_mutex_unlock(&cio_mu);
+	ck_assert_int_eq(pa_put(db, 'e', 0, 4000), -ENOSPC);
+	ck_assert_int_eq(file_size(data_file(0)), records);
+	pthread_mutex_lock(&cio_mu);
+	cio.fail_writes = false;
+	pthread_mutex_unlock(&cio_mu);
+	ck_assert_int_eq(pa_put(db, 'e', 0, 4000), 0);
+	ck_assert_int_gt(file_size(data_file(0)), records + mib / 2);
+	ck_assert_uint_eq(last_byte(data_file(0)), 0);
+	ck_assert_int_eq(bc_close(db), 0);
+	db = NULL;
 	open_db(&o);
+	pa_verify('e', 1, 4000);
 	pa_verify('c', 1000, 4000);
 	pa_verify('p', 1500, 4000);
 	pa_verify('b', 30, 20000);
