@@ -6,7 +6,7 @@
  * the mapping finds its pages mapped and dirty), or brings the room of a file appended to
  * with pwritev into the page cache (so the write finds its pages there, zeroed). Behind
  * them it drops the bytes from the mapping and starts their disk writes (write-behind).
- * Both are hints: skipping one costs speed, never a byte. db.c, "Room ahead" and
+ * Every job is a hint: skipping one costs speed, never a byte. db.c, "Room ahead" and
  * "Write-behind", says when each is posted; docs/DESIGN.md "Threads" lists the thread.
  */
 #ifndef BC_ENGINE_AHEAD_H

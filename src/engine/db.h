@@ -83,9 +83,9 @@ struct bc_db {
 	bool fill_failed;
 	/* Where the active file's bytes not yet handed to write-behind start (wlock). */
 	uint64_t wb_from;
-	/* The append helper (ahead.c): faults in the room ahead, writes behind. NULL: none
-	 * (read-only, BC_SYNC_ALWAYS, or no thread); then the writer faults pages in as it
-	 * copies and starts the write-behind itself. */
+	/* The append helper (ahead.c): faults in or prepares the room ahead, writes behind.
+	 * NULL: none (read-only, BC_SYNC_ALWAYS, or no thread); then no room is prepared, the
+	 * writer faults pages in as it copies and starts the write-behind itself. */
 	struct bc_ahead *ahead;
 
 	/* Group commit (sync_mu). */
